@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job (README's first command): install what is missing, build the extension
+# (release), start a PostgreSQL 15 cluster of our own ('dc_demo', port 5499, library
+# preloaded so the compaction worker runs), install distributed_counter (schema dc)
+# and postgresql-hll (schema phll) side by side, load sample page views, and run the
+# SQL tour in examples/tour.sql.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+./scripts/setup.sh
+PORT=${DC_DEMO_PORT:-5499}
+log() { printf '\033[1;34m[demo]\033[0m %s\n' "$*"; }
+
+log "building and installing distributed_counter (release)"
+flock /tmp/distributed_counter.pg.lock \
+  cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/tmp/dc-install.log 2>&1 \
+  || { tail -30 /tmp/dc-install.log; exit 1; }
+
+log "starting cluster dc_demo on port $PORT"
+./scripts/cluster.sh dc_demo "$PORT"
+psql_() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$PORT" "$@"; }
+
+log "creating the demo database with sample data"
+psql_ -d postgres -c "DROP DATABASE IF EXISTS dc_demo" -c "CREATE DATABASE dc_demo"
+psql_ -d dc_demo -f examples/setup.sql
+log "the SQL tour (examples/tour.sql)"
+psql_ -d dc_demo -e -f examples/tour.sql
+log "done. Connect with: runuser -u postgres -- psql -h localhost -p $PORT dc_demo"

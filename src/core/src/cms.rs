@@ -1,0 +1,860 @@
+//! Count-Min sketch (G. Cormode and S. Muthukrishnan, "An improved data stream summary:
+//! the count-min sketch and its applications", J. Algorithms 55(1), 2005).
+//!
+//! `depth` rows of `width` 64-bit counters. Adding `count` occurrences of a value adds
+//! `count` to one counter per row; the estimate is the minimum over the rows. With
+//! `width = ceil(e / eps)` and `depth = ceil(ln(1 / delta))` the estimate is never below
+//! the true count and exceeds it by more than `eps * total` with probability at most
+//! `delta`.
+//!
+//! Row indexes come from the single 64-bit value hash by double hashing (A. Kirsch and
+//! M. Mitzenmacher, "Less hashing, same performance", ESA 2006):
+//!
+//! ```text
+//! h1 = h & 0xFFFF_FFFF          (low 32 bits)
+//! h2 = (h >> 32) | 1            (high 32 bits, forced odd so it is never 0)
+//! index(row i) = (h1 + i * h2) mod width,   i = 0 .. depth-1
+//! ```
+//!
+//! evaluated exactly (as if in unbounded integers; the code steps `h1 mod width` by
+//! `h2 mod width` with a conditional subtraction, which is the same value and cannot
+//! overflow). This mapping is part of the stored-format contract: sketches built with a
+//! different mapping would merge into nonsense, so changing it needs a new format version.
+//!
+//! Stored form v1 (see docs/format/cms.md), all little-endian:
+//! `[1][0x10][width u32][depth u32][eps f64][delta f64][total u64][counters u64 x depth*width]`
+//! with the counters row-major (row 0 first).
+
+use crate::error::{CoreError, Result};
+
+/// Format version byte of the stored form this module writes.
+pub const CMS_FORMAT_VERSION: u8 = 1;
+/// Kind byte of a count-min sketch.
+pub const CMS_KIND: u8 = 0x10;
+/// Bytes before the first counter.
+pub const CMS_HEADER_LEN: usize = 34;
+/// At most this many counters (64 MiB of them): a tiny `eps` must fail, not allocate.
+pub const CMS_MAX_COUNTERS: u64 = 8 * 1024 * 1024;
+/// The total (and so every counter) stays within SQL `int8`.
+pub const CMS_MAX_TOTAL: u64 = i64::MAX as u64;
+
+/// A count-min sketch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cms {
+    width: u32,
+    depth: u32,
+    eps: f64,
+    delta: f64,
+    total: u64,
+    /// Row-major, `depth * width` counters.
+    counters: Vec<u64>,
+}
+
+/// The parameters stored in front of the counters, readable without decoding them all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CmsHeader {
+    pub width: u32,
+    pub depth: u32,
+    pub eps: f64,
+    pub delta: f64,
+    pub total: u64,
+}
+
+/// `ceil(e / eps)`; IEEE division and `ceil` are exact operations, so this is the same
+/// on every platform (decode relies on that).
+fn width_for(eps: f64) -> f64 {
+    (std::f64::consts::E / eps).ceil()
+}
+
+/// `ceil(ln(1 / delta))`, at least 1. Written as `-ln(delta)` so a tiny `delta` does not
+/// overflow `1 / delta` to infinity.
+fn depth_for(delta: f64) -> f64 {
+    (-delta.ln()).ceil().max(1.0)
+}
+
+/// `ln` is not correctly rounded on every platform; a stored depth is accepted if it is
+/// what `depth_for` gives with `ln(1/delta)` nudged by a relative 1e-12 either way, so a
+/// sketch written on one machine always reads on another.
+fn depth_consistent(delta: f64, depth: u32) -> bool {
+    let x = -delta.ln();
+    let d = depth as f64;
+    let lo = (x * (1.0 - 1e-12)).ceil().max(1.0);
+    let hi = (x * (1.0 + 1e-12)).ceil().max(1.0);
+    d == lo || d == hi
+}
+
+fn check_eps_delta(eps: f64, delta: f64) -> Result<()> {
+    if !eps.is_finite() || eps <= 0.0 || eps >= 1.0 {
+        return Err(
+            CoreError::invalid_parameter(format!("cms eps must be in (0, 1), got {eps}"))
+                .with_hint("eps is the relative error bound, e.g. 0.001"),
+        );
+    }
+    if !delta.is_finite() || delta <= 0.0 || delta >= 1.0 {
+        return Err(CoreError::invalid_parameter(format!(
+            "cms delta must be in (0, 1), got {delta}"
+        ))
+        .with_hint("delta is the probability of exceeding the error bound, e.g. 0.01"));
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+#[inline(always)]
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+#[inline(always)]
+fn write_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Column of row 0 and the per-row step, both `< width` (see the module comment).
+#[inline(always)]
+fn first_and_step(h: u64, width: u32) -> (u64, u64) {
+    let w = width as u64;
+    let h1 = h & 0xFFFF_FFFF;
+    let h2 = (h >> 32) | 1;
+    (h1 % w, h2 % w)
+}
+
+/// Calls `f(row_offset + column)` for every row, i.e. the counter index in row-major order.
+#[inline(always)]
+fn for_each_index(h: u64, width: u32, depth: u32, mut f: impl FnMut(usize)) {
+    let w = width as u64;
+    let (mut col, step) = first_and_step(h, width);
+    let mut base = 0u64;
+    for _ in 0..depth {
+        f((base + col) as usize);
+        // col + step < 2 * width < 2^33: no overflow; one subtraction brings it back.
+        col += step;
+        if col >= w {
+            col -= w;
+        }
+        base += w;
+    }
+}
+
+/// Checks what memory safety needs (version, kind, dimensions, exact length) and
+/// returns (width, depth). O(1).
+fn layout(bytes: &[u8]) -> Result<(u32, u32)> {
+    if bytes.len() < CMS_HEADER_LEN {
+        return Err(CoreError::invalid_binary(format!(
+            "cms value too short: {} bytes, the header alone is {CMS_HEADER_LEN}",
+            bytes.len()
+        )));
+    }
+    if bytes[0] != CMS_FORMAT_VERSION {
+        return Err(CoreError::invalid_binary(format!(
+            "unsupported cms format version {} (this build reads version {CMS_FORMAT_VERSION})",
+            bytes[0]
+        )));
+    }
+    if bytes[1] != CMS_KIND {
+        return Err(CoreError::invalid_binary(format!(
+            "not a cms value: kind byte 0x{:02x}, expected 0x{CMS_KIND:02x}",
+            bytes[1]
+        )));
+    }
+    let width = read_u32(bytes, 2);
+    let depth = read_u32(bytes, 6);
+    if width == 0 || depth == 0 {
+        return Err(CoreError::invalid_binary(format!(
+            "cms width and depth must be at least 1, got width {width}, depth {depth}"
+        )));
+    }
+    let cells = width as u64 * depth as u64;
+    if cells > CMS_MAX_COUNTERS {
+        return Err(CoreError::invalid_binary(format!(
+            "cms has {cells} counters, more than the maximum {CMS_MAX_COUNTERS}"
+        )));
+    }
+    let expected = CMS_HEADER_LEN as u64 + cells * 8;
+    if bytes.len() as u64 != expected {
+        return Err(CoreError::invalid_binary(format!(
+            "cms value has {} bytes, expected {expected} for width {width} and depth {depth}",
+            bytes.len()
+        )));
+    }
+    Ok((width, depth))
+}
+
+fn mismatch(a: (u32, u32), b: (u32, u32)) -> CoreError {
+    CoreError::invalid_parameter("cannot combine count-min sketches of different dimensions")
+        .with_detail(format!(
+            "width {} depth {} versus width {} depth {}",
+            a.0, a.1, b.0, b.1
+        ))
+        .with_hint("build both sketches with the same eps and delta")
+}
+
+fn total_overflow() -> CoreError {
+    CoreError::overflow("cms total count would exceed the bigint range")
+}
+
+fn within_total_range(total: u64) -> Result<u64> {
+    if total > CMS_MAX_TOTAL {
+        Err(total_overflow())
+    } else {
+        Ok(total)
+    }
+}
+
+impl Cms {
+    /// The (width, depth) an `eps`, `delta` pair gives, after validating both.
+    pub fn dimensions(eps: f64, delta: f64) -> Result<(u32, u32)> {
+        check_eps_delta(eps, delta)?;
+        let w = width_for(eps);
+        let d = depth_for(delta);
+        // Both are >= 1 here; compare in f64 so huge values never reach an integer cast.
+        if w * d > CMS_MAX_COUNTERS as f64 {
+            return Err(CoreError::invalid_parameter(format!(
+                "cms with eps {eps} and delta {delta} would need {w} x {d} counters, \
+                 more than the maximum {CMS_MAX_COUNTERS} (64 MiB)"
+            ))
+            .with_hint("raise eps (or delta) to make the sketch smaller"));
+        }
+        Ok((w as u32, d as u32))
+    }
+
+    /// An empty sketch with `width = ceil(e/eps)`, `depth = ceil(ln(1/delta))`.
+    pub fn new(eps: f64, delta: f64) -> Result<Cms> {
+        let (width, depth) = Self::dimensions(eps, delta)?;
+        Ok(Cms {
+            width,
+            depth,
+            eps,
+            delta,
+            total: 0,
+            counters: vec![0; width as usize * depth as usize],
+        })
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+    /// The eps the sketch was created with (informational; merges compare dimensions).
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+    pub fn delta(&self) -> f64 {
+        self.delta
+    }
+    /// Sum of all counts added.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+    /// The counters, row-major.
+    pub fn counters(&self) -> &[u64] {
+        &self.counters
+    }
+    pub fn header(&self) -> CmsHeader {
+        CmsHeader {
+            width: self.width,
+            depth: self.depth,
+            eps: self.eps,
+            delta: self.delta,
+            total: self.total,
+        }
+    }
+
+    /// True if `other` can be merged into `self` (same width and depth).
+    pub fn is_compatible(&self, other: &Cms) -> bool {
+        self.width == other.width && self.depth == other.depth
+    }
+
+    /// Adds `count` occurrences of the value with hash `h`. Fails (leaving the sketch
+    /// unchanged) if the total would exceed the `int8` range.
+    pub fn add_hash(&mut self, h: u64, count: u64) -> Result<()> {
+        let total = within_total_range(self.total.checked_add(count).ok_or_else(total_overflow)?)?;
+        if count == 0 {
+            return Ok(());
+        }
+        let counters = &mut self.counters;
+        // Every counter is <= total (each row sums to total), so no counter can overflow
+        // once the total did not.
+        for_each_index(h, self.width, self.depth, |i| counters[i] += count);
+        self.total = total;
+        Ok(())
+    }
+
+    /// The estimate for the value with hash `h`: the minimum over the rows.
+    pub fn count_hash(&self, h: u64) -> u64 {
+        let mut est = u64::MAX;
+        for_each_index(h, self.width, self.depth, |i| {
+            est = est.min(self.counters[i])
+        });
+        est
+    }
+
+    /// Adds `other` into `self` counter by counter (the sketch of the concatenated
+    /// streams). Dimensions must match; `self` keeps its own eps/delta.
+    pub fn union(&mut self, other: &Cms) -> Result<()> {
+        if !self.is_compatible(other) {
+            return Err(mismatch(
+                (self.width, self.depth),
+                (other.width, other.depth),
+            ));
+        }
+        let total = within_total_range(
+            self.total
+                .checked_add(other.total)
+                .ok_or_else(total_overflow)?,
+        )?;
+        for (a, b) in self.counters.iter_mut().zip(&other.counters) {
+            *a += *b; // both <= their totals, whose sum fits
+        }
+        self.total = total;
+        Ok(())
+    }
+
+    /// Length of the stored form.
+    pub fn encoded_len(&self) -> usize {
+        CMS_HEADER_LEN + 8 * self.counters.len()
+    }
+
+    /// The canonical stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.push(CMS_FORMAT_VERSION);
+        out.push(CMS_KIND);
+        out.extend_from_slice(&self.width.to_le_bytes());
+        out.extend_from_slice(&self.depth.to_le_bytes());
+        out.extend_from_slice(&self.eps.to_le_bytes());
+        out.extend_from_slice(&self.delta.to_le_bytes());
+        out.extend_from_slice(&self.total.to_le_bytes());
+        for c in &self.counters {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+        out
+    }
+
+    /// Validates the header (layout, eps/delta ranges and their consistency with the
+    /// dimensions, total range) without looking at the counters. O(1).
+    pub fn read_header(bytes: &[u8]) -> Result<CmsHeader> {
+        let (width, depth) = layout(bytes)?;
+        let eps = f64::from_le_bytes(bytes[10..18].try_into().unwrap_or([0; 8]));
+        let delta = f64::from_le_bytes(bytes[18..26].try_into().unwrap_or([0; 8]));
+        let total = read_u64(bytes, 26);
+        if check_eps_delta(eps, delta).is_err() {
+            return Err(CoreError::invalid_binary(format!(
+                "cms eps {eps} and delta {delta} must both be in (0, 1)"
+            )));
+        }
+        if width_for(eps) != width as f64 || !depth_consistent(delta, depth) {
+            return Err(CoreError::invalid_binary(format!(
+                "cms width {width} and depth {depth} do not match eps {eps} and delta {delta}"
+            )));
+        }
+        if total > CMS_MAX_TOTAL {
+            return Err(CoreError::invalid_binary(format!(
+                "cms total {total} exceeds the bigint range"
+            )));
+        }
+        Ok(CmsHeader {
+            width,
+            depth,
+            eps,
+            delta,
+            total,
+        })
+    }
+
+    /// Full validation of a stored form without allocating: the header, and every row
+    /// summing to exactly the total (each added event adds to each row once).
+    pub fn validate(bytes: &[u8]) -> Result<CmsHeader> {
+        let h = Self::read_header(bytes)?;
+        let w = h.width as usize;
+        for row in 0..h.depth as usize {
+            let start = CMS_HEADER_LEN + row * w * 8;
+            let mut sum: u64 = 0;
+            for col in 0..w {
+                let c = read_u64(bytes, start + col * 8);
+                sum = match sum.checked_add(c) {
+                    Some(s) if s <= h.total => s,
+                    _ => {
+                        return Err(CoreError::invalid_binary(format!(
+                            "cms row {row} sums to more than the total {}",
+                            h.total
+                        )))
+                    }
+                };
+            }
+            if sum != h.total {
+                return Err(CoreError::invalid_binary(format!(
+                    "cms row {row} sums to {sum}, not the total {}",
+                    h.total
+                )));
+            }
+        }
+        Ok(h)
+    }
+
+    /// Decodes and fully validates a stored form.
+    pub fn decode(bytes: &[u8]) -> Result<Cms> {
+        let h = Self::validate(bytes)?;
+        let cells = h.width as usize * h.depth as usize;
+        let counters = (0..cells)
+            .map(|i| read_u64(bytes, CMS_HEADER_LEN + i * 8))
+            .collect();
+        Ok(Cms {
+            width: h.width,
+            depth: h.depth,
+            eps: h.eps,
+            delta: h.delta,
+            total: h.total,
+            counters,
+        })
+    }
+
+    /// The stored form of an empty sketch.
+    pub fn empty_encoded(eps: f64, delta: f64) -> Result<Vec<u8>> {
+        Ok(Self::new(eps, delta)?.encode())
+    }
+
+    /// [`Cms::add_hash`] directly on a stored form (the aggregate's transition state),
+    /// without allocating. Only the layout is checked here (O(1)); the buffer is expected
+    /// to come from [`Cms::encode`] / a validated value. Arithmetic is checked, so a
+    /// corrupt buffer yields an error, never a panic. On error the buffer is unchanged.
+    pub fn add_in_place(encoded: &mut [u8], h: u64, count: u64) -> Result<()> {
+        let (width, depth) = layout(encoded)?;
+        let total = read_u64(encoded, 26);
+        let new_total = within_total_range(total.checked_add(count).ok_or_else(total_overflow)?)?;
+        if count == 0 {
+            return Ok(());
+        }
+        // Check every counter first so an error leaves the buffer untouched.
+        let mut ok = true;
+        for_each_index(h, width, depth, |i| {
+            let at = CMS_HEADER_LEN + i * 8;
+            ok &= read_u64(encoded, at).checked_add(count).is_some();
+        });
+        if !ok {
+            return Err(CoreError::overflow("cms counter overflow"));
+        }
+        for_each_index(h, width, depth, |i| {
+            let at = CMS_HEADER_LEN + i * 8;
+            let v = read_u64(encoded, at) + count;
+            write_u64(encoded, at, v);
+        });
+        write_u64(encoded, 26, new_total);
+        Ok(())
+    }
+
+    /// [`Cms::count_hash`] on a stored form (layout checked, O(depth)).
+    pub fn count_in_place(encoded: &[u8], h: u64) -> Result<u64> {
+        let (width, depth) = layout(encoded)?;
+        let mut est = u64::MAX;
+        for_each_index(h, width, depth, |i| {
+            est = est.min(read_u64(encoded, CMS_HEADER_LEN + i * 8))
+        });
+        Ok(est)
+    }
+
+    /// [`Cms::union`] on stored forms: adds `src` into `dst` without allocating. `src` is
+    /// fully validated (it may come from storage); `dst` is layout-checked and its
+    /// additions are overflow-checked. `dst` keeps its eps/delta. On error `dst` is
+    /// unchanged.
+    pub fn merge_in_place(dst: &mut [u8], src: &[u8]) -> Result<()> {
+        let (dw, dd) = layout(dst)?;
+        let s = Self::validate(src)?;
+        if (dw, dd) != (s.width, s.depth) {
+            return Err(mismatch((dw, dd), (s.width, s.depth)));
+        }
+        let total = read_u64(dst, 26);
+        let new_total = within_total_range(total.checked_add(s.total).ok_or_else(total_overflow)?)?;
+        let body = CMS_HEADER_LEN..dst.len();
+        let overflow = dst[body.clone()]
+            .chunks_exact(8)
+            .zip(src[body.clone()].chunks_exact(8))
+            .any(|(a, b)| {
+                let a = u64::from_le_bytes(a.try_into().unwrap_or([0; 8]));
+                let b = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                a.checked_add(b).is_none()
+            });
+        if overflow {
+            return Err(CoreError::overflow("cms counter overflow"));
+        }
+        for (a, b) in dst[body.clone()]
+            .chunks_exact_mut(8)
+            .zip(src[body].chunks_exact(8))
+        {
+            let x = u64::from_le_bytes((&*a).try_into().unwrap_or([0; 8]));
+            let y = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+            a.copy_from_slice(&(x + y).to_le_bytes());
+        }
+        write_u64(dst, 26, new_total);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::hash::hash_i64;
+    use proptest::prelude::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
+
+    #[test]
+    fn dimensions_follow_the_paper() {
+        let c = Cms::new(0.001, 0.01).unwrap();
+        assert_eq!((c.width(), c.depth()), (2719, 5));
+        let c = Cms::new(0.5, 0.2).unwrap();
+        assert_eq!((c.width(), c.depth()), (6, 2));
+        let c = Cms::new(0.9, 0.9).unwrap();
+        assert_eq!((c.width(), c.depth()), (4, 1));
+        // delta this close to 1 gives depth 1, never 0.
+        let c = Cms::new(0.5, 1.0 - f64::EPSILON).unwrap();
+        assert_eq!(c.depth(), 1);
+        // the smallest positive delta still works (depth 745).
+        let c = Cms::new(0.9, f64::from_bits(1)).unwrap();
+        assert_eq!(c.depth(), 745);
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        for (e, d) in [
+            (0.0, 0.01),
+            (1.0, 0.01),
+            (-0.1, 0.01),
+            (f64::NAN, 0.01),
+            (f64::INFINITY, 0.01),
+            (0.01, 0.0),
+            (0.01, 1.0),
+            (0.01, f64::NAN),
+            (0.01, -1.0),
+        ] {
+            let err = Cms::new(e, d).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidParameter, "{e} {d}");
+        }
+        let err = Cms::new(1e-12, 0.01).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidParameter);
+        assert!(err.hint.unwrap().contains("raise eps"));
+        let err = Cms::new(f64::MIN_POSITIVE, 0.01).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidParameter);
+        // 2719 * 5 fits; 1e-5 * ... also fits; 3e-7 does not.
+        assert!(Cms::new(1e-5, 0.01).is_ok());
+        assert!(Cms::new(3e-7, 0.01).is_err());
+    }
+
+    #[test]
+    fn overflow_is_an_error_and_leaves_the_sketch_unchanged() {
+        let mut c = Cms::new(0.1, 0.1).unwrap();
+        c.add_hash(1, i64::MAX as u64).unwrap();
+        let before = c.clone();
+        let err = c.add_hash(2, 1).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Overflow);
+        assert_eq!(c, before);
+        assert_eq!(
+            c.add_hash(3, u64::MAX).unwrap_err().kind,
+            ErrorKind::Overflow
+        );
+        let mut enc = c.encode();
+        assert_eq!(
+            Cms::add_in_place(&mut enc, 2, 1).unwrap_err().kind,
+            ErrorKind::Overflow
+        );
+        assert_eq!(enc, c.encode());
+        let mut d = before.clone();
+        assert_eq!(d.union(&before).unwrap_err().kind, ErrorKind::Overflow);
+        let mut enc2 = before.encode();
+        assert_eq!(
+            Cms::merge_in_place(&mut enc2, &enc).unwrap_err().kind,
+            ErrorKind::Overflow
+        );
+        assert_eq!(enc2, before.encode());
+    }
+
+    #[test]
+    fn mismatched_dimensions_error_with_hint() {
+        let mut a = Cms::new(0.01, 0.01).unwrap();
+        let b = Cms::new(0.02, 0.01).unwrap();
+        let err = a.union(&b).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidParameter);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("build both sketches with the same eps and delta")
+        );
+        let mut ea = a.encode();
+        let err = Cms::merge_in_place(&mut ea, &b.encode()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidParameter);
+        // Same dimensions from slightly different eps merge; the left side keeps its eps.
+        let mut x = Cms::new(0.001, 0.01).unwrap();
+        let y = Cms::new(0.0010001, 0.01).unwrap();
+        assert!(x.union(&y).is_ok());
+        assert_eq!(x.eps(), 0.001);
+    }
+
+    /// Hand-derived from docs/format/cms.md: eps 0.5 -> width ceil(5.4366) = 6,
+    /// delta 0.2 -> depth ceil(1.609) = 2.
+    /// h = 0x0000_0003_0000_0007, count 5: h1 = 7, h2 = 3|1 = 3; row 0 col 7%6 = 1,
+    ///   row 1 col (7+3)%6 = 4.
+    /// h = 0x0000_0002_0000_0000, count 2: h1 = 0, h2 = 2|1 = 3; row 0 col 0, row 1 col 3.
+    #[test]
+    fn golden_bytes() {
+        let mut c = Cms::new(0.5, 0.2).unwrap();
+        c.add_hash(0x0000_0003_0000_0007, 5).unwrap();
+        c.add_hash(0x0000_0002_0000_0000, 2).unwrap();
+        #[rustfmt::skip]
+        let mut expected: Vec<u8> = vec![
+            0x01, 0x10,
+            0x06, 0x00, 0x00, 0x00,                         // width 6
+            0x02, 0x00, 0x00, 0x00,                         // depth 2
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xE0, 0x3F, // eps 0.5
+            0x9A, 0x99, 0x99, 0x99, 0x99, 0x99, 0xC9, 0x3F, // delta 0.2
+            0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // total 7
+        ];
+        let row0 = [2u64, 5, 0, 0, 0, 0];
+        let row1 = [0u64, 0, 0, 2, 5, 0];
+        for v in row0.iter().chain(&row1) {
+            expected.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(c.encode(), expected);
+        assert_eq!(Cms::decode(&expected).unwrap(), c);
+        assert_eq!(c.count_hash(0x0000_0003_0000_0007), 5);
+        assert_eq!(c.count_hash(0x0000_0002_0000_0000), 2);
+        // a value hitting (row0 col1, row1 col 3): h1 = 1, h2 = 2|1 = 3 -> cols 1, 4 -> 5
+        assert_eq!(c.count_hash(0x0000_0002_0000_0001), 5);
+        // in-place add yields the same bytes
+        let mut e = Cms::empty_encoded(0.5, 0.2).unwrap();
+        Cms::add_in_place(&mut e, 0x0000_0003_0000_0007, 5).unwrap();
+        Cms::add_in_place(&mut e, 0x0000_0002_0000_0000, 2).unwrap();
+        assert_eq!(e, expected);
+        assert_eq!(Cms::count_in_place(&e, 0x0000_0002_0000_0001).unwrap(), 5);
+    }
+
+    #[test]
+    fn index_mapping_matches_the_formula_for_large_values() {
+        // The stepping must equal (h1 + i*h2) mod width computed in wide integers.
+        let mut rng = SmallRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let h: u64 = rng.gen();
+            let width: u32 = rng.gen_range(1..3_000_000);
+            let depth: u32 = rng.gen_range(1..8);
+            let mut got = vec![];
+            for_each_index(h, width, depth, |i| got.push(i as u128));
+            let h1 = (h & 0xFFFF_FFFF) as u128;
+            let h2 = ((h >> 32) | 1) as u128;
+            let want: Vec<u128> = (0..depth as u128)
+                .map(|i| i * width as u128 + (h1 + i * h2) % width as u128)
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    fn zipf_stream(rng: &mut SmallRng, n: usize, universe: usize, s: f64) -> Vec<i64> {
+        let mut cdf = Vec::with_capacity(universe);
+        let mut acc = 0.0;
+        for r in 1..=universe {
+            acc += 1.0 / (r as f64).powf(s);
+            cdf.push(acc);
+        }
+        (0..n)
+            .map(|_| {
+                let u = rng.gen::<f64>() * acc;
+                cdf.partition_point(|&c| c < u) as i64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn error_bound_holds_on_zipf_streams() {
+        // eps = 0.005 (width 544), delta = 0.05 (depth 3). Over several independent hash
+        // seeds, the share of values overestimated by more than eps*total must stay below
+        // delta (the theory bound; in practice it is far lower).
+        let mut rng = SmallRng::seed_from_u64(42);
+        let stream = zipf_stream(&mut rng, 200_000, 20_000, 1.1);
+        let mut truth: HashMap<i64, u64> = HashMap::new();
+        for &v in &stream {
+            *truth.entry(v).or_default() += 1;
+        }
+        let (eps, delta) = (0.005, 0.05);
+        let mut bad = 0usize;
+        let mut queries = 0usize;
+        for seed in 0..5 {
+            let mut c = Cms::new(eps, delta).unwrap();
+            for &v in &stream {
+                c.add_hash(hash_i64(v, seed), 1).unwrap();
+            }
+            assert_eq!(c.total(), stream.len() as u64);
+            let bound = eps * c.total() as f64;
+            // Query every universe value, including ones never seen (true count 0).
+            for v in 0..20_000i64 {
+                let t = truth.get(&v).copied().unwrap_or(0);
+                let est = c.count_hash(hash_i64(v, seed));
+                assert!(est >= t, "under-count for {v}: {est} < {t}");
+                queries += 1;
+                if (est - t) as f64 > bound {
+                    bad += 1;
+                }
+            }
+        }
+        let rate = bad as f64 / queries as f64;
+        assert!(rate <= delta, "failure rate {rate} above delta {delta}");
+    }
+
+    fn stream_strategy() -> impl Strategy<Value = Vec<(u64, u64)>> {
+        prop::collection::vec((0u64..64, 0u64..1000), 0..200).prop_map(|v| {
+            v.into_iter()
+                .map(|(x, c)| (hash_i64(x as i64, 0), c))
+                .collect()
+        })
+    }
+
+    fn build(eps: f64, delta: f64, s: &[(u64, u64)]) -> Cms {
+        let mut c = Cms::new(eps, delta).unwrap();
+        for &(h, n) in s {
+            c.add_hash(h, n).unwrap();
+        }
+        c
+    }
+
+    proptest! {
+        #[test]
+        fn never_under_counts(s in stream_strategy(), eps in 0.01f64..0.9, delta in 0.01f64..0.9) {
+            let c = build(eps, delta, &s);
+            let mut truth: HashMap<u64, u64> = HashMap::new();
+            for &(h, n) in &s {
+                *truth.entry(h).or_default() += n;
+            }
+            for (h, t) in truth {
+                prop_assert!(c.count_hash(h) >= t);
+            }
+            prop_assert_eq!(c.total(), s.iter().map(|x| x.1).sum::<u64>());
+        }
+
+        #[test]
+        fn union_equals_sketch_of_concatenation(a in stream_strategy(), b in stream_strategy()) {
+            let mut x = build(0.1, 0.05, &a);
+            let y = build(0.1, 0.05, &b);
+            x.union(&y).unwrap();
+            let mut ab = a.clone();
+            ab.extend_from_slice(&b);
+            prop_assert_eq!(&x, &build(0.1, 0.05, &ab));
+            // byte-slice version agrees
+            let mut e = build(0.1, 0.05, &a).encode();
+            Cms::merge_in_place(&mut e, &y.encode()).unwrap();
+            prop_assert_eq!(e, x.encode());
+        }
+
+        #[test]
+        fn union_commutative_associative(a in stream_strategy(), b in stream_strategy(), c in stream_strategy()) {
+            let (x, y, z) = (build(0.2, 0.1, &a), build(0.2, 0.1, &b), build(0.2, 0.1, &c));
+            let mut xy = x.clone(); xy.union(&y).unwrap();
+            let mut yx = y.clone(); yx.union(&x).unwrap();
+            prop_assert_eq!(&xy, &yx);
+            let mut xy_z = xy.clone(); xy_z.union(&z).unwrap();
+            let mut yz = y.clone(); yz.union(&z).unwrap();
+            let mut x_yz = x.clone(); x_yz.union(&yz).unwrap();
+            prop_assert_eq!(xy_z, x_yz);
+        }
+
+        #[test]
+        fn in_place_add_matches(s in stream_strategy()) {
+            let c = build(0.05, 0.02, &s);
+            let mut e = Cms::empty_encoded(0.05, 0.02).unwrap();
+            for &(h, n) in &s {
+                Cms::add_in_place(&mut e, h, n).unwrap();
+            }
+            prop_assert_eq!(&e, &c.encode());
+            for &(h, _) in &s {
+                prop_assert_eq!(Cms::count_in_place(&e, h).unwrap(), c.count_hash(h));
+            }
+        }
+
+        #[test]
+        fn round_trip(s in stream_strategy(), eps in 0.01f64..0.99, delta in 1e-9f64..0.99) {
+            let c = build(eps, delta, &s);
+            let e = c.encode();
+            prop_assert_eq!(e.len(), c.encoded_len());
+            let d = Cms::decode(&e).unwrap();
+            prop_assert_eq!(&d, &c);
+            prop_assert_eq!(d.encode(), e.clone());
+            prop_assert_eq!(Cms::read_header(&e).unwrap(), c.header());
+        }
+
+        #[test]
+        fn decode_random_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(c) = Cms::decode(&bytes) {
+                prop_assert_eq!(c.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn decode_mutated_never_panics(s in stream_strategy(), pos in any::<prop::sample::Index>(),
+                                       bit in 0u8..8, cut in any::<prop::sample::Index>()) {
+            let e = build(0.3, 0.1, &s).encode();
+            let mut flipped = e.clone();
+            let i = pos.index(flipped.len());
+            flipped[i] ^= 1 << bit;
+            match Cms::decode(&flipped) {
+                Ok(c) => prop_assert_eq!(c.encode(), flipped.clone()),
+                Err(err) => prop_assert_eq!(err.kind, ErrorKind::InvalidBinary),
+            }
+            // in-place functions on corrupt input: error or success, never a panic
+            let _ = Cms::add_in_place(&mut flipped.clone(), 5, 1);
+            let _ = Cms::count_in_place(&flipped, 5);
+            let _ = Cms::merge_in_place(&mut e.clone(), &flipped);
+            let _ = Cms::merge_in_place(&mut flipped.clone(), &e);
+            let truncated = &e[..cut.index(e.len())];
+            prop_assert!(Cms::decode(truncated).is_err());
+            prop_assert!(Cms::add_in_place(&mut truncated.to_vec(), 1, 1).is_err());
+        }
+    }
+
+    #[test]
+    fn decode_rejects_inconsistent_values() {
+        let mut c = Cms::new(0.5, 0.2).unwrap();
+        c.add_hash(99, 3).unwrap();
+        let good = c.encode();
+        let kind = |b: &[u8]| Cms::decode(b).unwrap_err().kind;
+        // wrong version / kind
+        let mut b = good.clone();
+        b[0] = 2;
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        let mut b = good.clone();
+        b[1] = 0x20;
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        // a row that no longer sums to the total
+        let mut b = good.clone();
+        b[CMS_HEADER_LEN] ^= 1;
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        // total changed
+        let mut b = good.clone();
+        b[26] = 4;
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        // eps not matching the width
+        let mut b = good.clone();
+        b[10..18].copy_from_slice(&0.1f64.to_le_bytes());
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        // huge dimensions are rejected before any allocation
+        let mut b = good.clone();
+        b[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
+        b[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        // trailing byte
+        let mut b = good.clone();
+        b.push(0);
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        // total beyond int8 (with matching rows) is rejected
+        let mut b = Cms::new(0.9, 0.9).unwrap().encode();
+        b[26..34].copy_from_slice(&u64::MAX.to_le_bytes());
+        b[CMS_HEADER_LEN..CMS_HEADER_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+    }
+}

@@ -1,0 +1,14 @@
+//! The algorithms of distributed_counter, free of PostgreSQL so they can be
+//! tested with plain `cargo test -p distributed_counter_core`.
+//!
+//! Every stored form is `[format version][kind][params][payload]`, little-endian,
+//! and every decoder validates lengths, ranges and ordering before use.
+
+pub mod crdt;
+pub mod error;
+pub mod hash;
+pub mod hll;
+pub mod cms;
+pub mod topk;
+
+pub use error::{CoreError, ErrorKind, Result};

@@ -1,0 +1,107 @@
+//! Every GUC of the extension, in one place. Contexts follow what each setting
+//! controls: defaults users tune per session are USERSET, worker timing is SIGHUP
+//! (the worker rereads it on SIGHUP), and which database the worker serves is
+//! POSTMASTER-level (it connects once at start).
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+/// `distributed_counter.hll_default_precision` (USERSET, 4..18, default 12): precision
+/// `p` (2^p registers) used by `hll_empty()`, `hll_add_agg(h)` and
+/// `approx_count_distinct` when no precision is given. Dense size is 2^p bytes;
+/// relative standard error is about 0.782 / sqrt(2^p) (1.2% at p = 12).
+pub static HLL_DEFAULT_PRECISION: GucSetting<i32> = GucSetting::<i32>::new(12);
+
+/// `distributed_counter.node_id` (USERSET, default empty = the cluster's system
+/// identifier): the node name that `gcounter_increment` / `pncounter_*` credit when no
+/// node is given. Must be 1..63 bytes when set.
+pub static NODE_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `distributed_counter.database` (POSTMASTER, default 'postgres'): the database the
+/// compaction worker connects to.
+pub static WORKER_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// `distributed_counter.compact_interval` (SIGHUP, ms, default 1000): how long the
+/// worker sleeps between compaction passes when there was nothing left to fold.
+pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// `distributed_counter.compact_batch` (SIGHUP, default 10000): the most shard rows
+/// one compaction transaction folds; bounds lock time and WAL per transaction.
+pub static COMPACT_BATCH: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `distributed_counter.worker_enabled` (SIGHUP, default on): pause the worker
+/// without restarting the server.
+pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// `distributed_counter.dedupe_retention` (SIGHUP, seconds, default 86400): how long a
+/// `request_id` passed to `counter_add` is remembered; a repeat within this window
+/// adds nothing.
+pub static DEDUPE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"distributed_counter.hll_default_precision",
+        c"Default hll precision p (2^p registers).",
+        c"Used by hll_empty(), hll_add_agg(h) and approx_count_distinct() when no precision is given.",
+        &HLL_DEFAULT_PRECISION,
+        4,
+        18,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"distributed_counter.node_id",
+        c"Node id credited by CRDT counter increments when none is given.",
+        c"Empty means the cluster's system identifier. 1..63 bytes.",
+        &NODE_ID,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"distributed_counter.database",
+        c"Database the compaction worker connects to.",
+        c"The worker compacts sharded counters of this database only.",
+        &WORKER_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"distributed_counter.compact_interval",
+        c"Milliseconds the compaction worker sleeps between passes.",
+        c"The worker loops without sleeping while a pass fills a whole batch.",
+        &COMPACT_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"distributed_counter.compact_batch",
+        c"Maximum shard rows folded per compaction transaction.",
+        c"Bounds lock time and WAL volume of one compaction transaction.",
+        &COMPACT_BATCH,
+        1,
+        10_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"distributed_counter.worker_enabled",
+        c"Whether the compaction worker compacts.",
+        c"When off the worker stays idle; counter_compact() still works.",
+        &WORKER_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"distributed_counter.dedupe_retention",
+        c"Seconds a counter_add request_id is remembered.",
+        c"A repeated request_id within this window adds nothing.",
+        &DEDUPE_RETENTION_S,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+}

@@ -1,0 +1,137 @@
+//! Hashing SQL values (SPEC.md "Hashing"): the canonical byte encoding of each type,
+//! fed to `distributed_counter_core::hash`. `hll_hash_any`, `approx_count_distinct`,
+//! cms and topk all go through [`HashPlan`], so one value hashes alike everywhere.
+
+use crate::fmgr::*;
+use crate::sql_function;
+use distributed_counter_core::hash::{hash_bytes, hash_i64};
+use pgrx::pg_sys;
+
+/// How to turn a datum of one type into hash input. Built once per call site and
+/// cached in `flinfo->fn_extra`.
+#[repr(C)]
+pub struct HashPlan {
+    pub type_oid: pg_sys::Oid,
+    strategy: Strategy,
+    /// Binary send function, for `Strategy::SendForm`.
+    send: pg_sys::FmgrInfo,
+    /// Text output function (topk keeps a value's text form).
+    output: pg_sys::FmgrInfo,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+enum Strategy {
+    Int2,
+    Int4,
+    Int8,
+    /// text, varchar, bytea: the varlena payload bytes
+    VarlenaBytes,
+    Uuid,
+    SendForm,
+}
+
+impl HashPlan {
+    /// The plan for argument `argno` of the current call, cached in fn_extra.
+    pub unsafe fn for_arg(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
+        let flinfo = (*fcinfo).flinfo;
+        let cached = (*flinfo).fn_extra as *const HashPlan;
+        if !cached.is_null() {
+            return &*cached;
+        }
+        let declared = pg_sys::get_fn_expr_argtype(flinfo, argno);
+        if declared == pg_sys::InvalidOid {
+            crate::error::invalid_parameter(
+                "could not determine the data type of the value to hash",
+                None,
+            );
+        }
+        let type_oid = pg_sys::getBaseType(declared);
+        let strategy = match type_oid {
+            pg_sys::INT2OID => Strategy::Int2,
+            pg_sys::INT4OID => Strategy::Int4,
+            pg_sys::INT8OID => Strategy::Int8,
+            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BYTEAOID => Strategy::VarlenaBytes,
+            pg_sys::UUIDOID => Strategy::Uuid,
+            _ => Strategy::SendForm,
+        };
+        let plan = pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<HashPlan>())
+            as *mut HashPlan;
+        (*plan).type_oid = type_oid;
+        (*plan).strategy = strategy;
+        if strategy == Strategy::SendForm {
+            let mut send_oid = pg_sys::InvalidOid;
+            let mut is_varlena = false;
+            pg_sys::getTypeBinaryOutputInfo(type_oid, &mut send_oid, &mut is_varlena);
+            pg_sys::fmgr_info_cxt(send_oid, &mut (*plan).send, (*flinfo).fn_mcxt);
+        }
+        let mut out_oid = pg_sys::InvalidOid;
+        let mut is_varlena = false;
+        pg_sys::getTypeOutputInfo(type_oid, &mut out_oid, &mut is_varlena);
+        pg_sys::fmgr_info_cxt(out_oid, &mut (*plan).output, (*flinfo).fn_mcxt);
+        (*flinfo).fn_extra = plan as *mut std::ffi::c_void;
+        &*plan
+    }
+
+    /// Hash a (non-null) datum of this plan's type.
+    #[inline(always)]
+    pub unsafe fn hash(&self, datum: pg_sys::Datum, seed: i32) -> u64 {
+        match self.strategy {
+            Strategy::Int8 => hash_i64(datum.value() as i64, seed),
+            Strategy::Int4 => hash_i64(datum.value() as i32 as i64, seed),
+            Strategy::Int2 => hash_i64(datum.value() as i16 as i64, seed),
+            Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
+            Strategy::Uuid => hash_bytes(uuid_bytes(datum), seed),
+            Strategy::SendForm => {
+                let send = &self.send as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
+                let bytea = pg_sys::SendFunctionCall(send, datum);
+                hash_bytes(varlena_bytes(pg_sys::Datum::from(bytea)), seed)
+            }
+        }
+    }
+
+    /// The value's text form (what `topk_list` shows).
+    pub unsafe fn text_of(&self, datum: pg_sys::Datum) -> Vec<u8> {
+        let output = &self.output as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
+        let cstr = pg_sys::OutputFunctionCall(output, datum);
+        let bytes = std::ffi::CStr::from_ptr(cstr).to_bytes().to_vec();
+        pg_sys::pfree(cstr as *mut std::ffi::c_void);
+        bytes
+    }
+}
+
+#[inline(always)]
+unsafe fn uuid_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16)
+}
+
+#[inline(always)]
+unsafe fn seed_arg(fcinfo: pg_sys::FunctionCallInfo) -> i32 {
+    arg_i32(fcinfo, 1).unwrap_or(0)
+}
+
+#[inline(always)]
+fn hashval(h: u64) -> pg_sys::Datum {
+    pg_sys::Datum::from(h as i64)
+}
+
+// All STRICT in SQL: a NULL value (or seed) gives NULL.
+sql_function! { fn hll_hash_smallint(fcinfo) {
+    hashval(hash_i64(arg_datum(fcinfo, 0).value() as i16 as i64, seed_arg(fcinfo)))
+}}
+sql_function! { fn hll_hash_integer(fcinfo) {
+    hashval(hash_i64(arg_datum(fcinfo, 0).value() as i32 as i64, seed_arg(fcinfo)))
+}}
+sql_function! { fn hll_hash_bigint(fcinfo) {
+    hashval(hash_i64(arg_datum(fcinfo, 0).value() as i64, seed_arg(fcinfo)))
+}}
+sql_function! { fn hll_hash_varlena(fcinfo) {
+    hashval(hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), seed_arg(fcinfo)))
+}}
+sql_function! { fn hll_hash_uuid(fcinfo) {
+    hashval(hash_bytes(uuid_bytes(arg_datum(fcinfo, 0)), seed_arg(fcinfo)))
+}}
+sql_function! { fn hll_hash_any(fcinfo) {
+    let plan = HashPlan::for_arg(fcinfo, 0);
+    hashval(plan.hash(arg_datum(fcinfo, 0), seed_arg(fcinfo)))
+}}

@@ -1,0 +1,315 @@
+//! SQL glue for the `hll` type (UltraLogLog, see `distributed_counter_core::hll`).
+//!
+//! Aggregates keep the `hll` value itself as their transition state. When PostgreSQL
+//! calls a transition function as an aggregate (AggCheckCallContext) and the state is a
+//! plain 4-byte-header value we made, a dense state is updated in place and the same
+//! pointer is returned, so PostgreSQL neither copies nor frees it (BUILD.md). Sparse
+//! states grow by returning a new value (PostgreSQL copies it into the aggregate
+//! context and frees the old one); that happens at most `sparse_capacity(p)` times.
+
+use crate::error::{invalid_parameter, OrRaise};
+use crate::fmgr::*;
+use crate::guc;
+use crate::hashing::HashPlan;
+use crate::sql_function;
+use distributed_counter_core::hll::{self as ull, Hll};
+use distributed_counter_core::CoreError;
+use pgrx::pg_sys;
+
+// ---- conversions ------------------------------------------------------------------
+
+/// Decode a stored hll datum (validating it).
+unsafe fn hll_arg(datum: pg_sys::Datum) -> Hll {
+    Hll::decode(varlena_bytes(datum)).or_raise()
+}
+
+unsafe fn hll_datum(h: &Hll) -> pg_sys::Datum {
+    ptr_datum(bytes_to_varlena(&h.encode()))
+}
+
+fn default_precision() -> i32 {
+    guc::HLL_DEFAULT_PRECISION.get()
+}
+
+/// Fit a value to a column's `hll(p)` typmod. Sparse sketches move to any precision
+/// losslessly, dense ones only down (precision reduction is exact); raising a dense
+/// sketch's precision is impossible and an error.
+fn apply_typmod(h: Hll, typmod: i32) -> Result<Hll, CoreError> {
+    if typmod < 0 || h.precision() as i32 == typmod {
+        return Ok(h);
+    }
+    h.with_precision(typmod).map_err(|e| {
+        e.with_hint(format!(
+            "The column is declared hll({typmod}); a dense sketch can only be stored at its own or a lower precision."
+        ))
+    })
+}
+
+// ---- I/O ------------------------------------------------------------------------------
+
+fn parse_hex(text: &[u8]) -> Result<Vec<u8>, CoreError> {
+    let Some(hex) = text.strip_prefix(b"\\x") else {
+        return Err(CoreError::invalid_text("invalid input syntax for type hll")
+            .with_detail("An hll text value starts with \\x followed by hexadecimal digits."));
+    };
+    if hex.len() % 2 != 0 {
+        return Err(CoreError::invalid_text("invalid input syntax for type hll")
+            .with_detail("odd number of hexadecimal digits"));
+    }
+    let digit = |c: u8, at: usize| -> Result<u8, CoreError> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(CoreError::invalid_text("invalid input syntax for type hll")
+                .with_detail(format!("invalid hexadecimal digit at offset {}", at + 2))),
+        }
+    };
+    let mut out = Vec::with_capacity(hex.len() / 2);
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out.push(digit(pair[0], 2 * i)? << 4 | digit(pair[1], 2 * i + 1)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 + 2 * bytes.len());
+    s.push_str("\\x");
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+sql_function! { fn hll_in(fcinfo) {
+    let text = cstring_arg(arg_datum(fcinfo, 0));
+    let typmod = arg_i32(fcinfo, 2).unwrap_or(-1);
+    let bytes = parse_hex(text).or_raise();
+    let h = Hll::decode(&bytes).or_raise_text();
+    hll_datum(&apply_typmod(h, typmod).or_raise())
+}}
+
+sql_function! { fn hll_out(fcinfo) {
+    cstring_datum(&to_hex(varlena_bytes(arg_datum(fcinfo, 0))))
+}}
+
+sql_function! { fn hll_recv(fcinfo) {
+    let typmod = arg_i32(fcinfo, 2).unwrap_or(-1);
+    let h = Hll::decode(recv_bytes(arg_datum(fcinfo, 0))).or_raise();
+    hll_datum(&apply_typmod(h, typmod).or_raise())
+}}
+
+sql_function! { fn hll_send(fcinfo) {
+    bytea_datum(varlena_bytes(arg_datum(fcinfo, 0)))
+}}
+
+sql_function! {
+    /// `bytea -> hll` cast: validates (22P03 on bad bytes).
+    fn hll_from_bytea(fcinfo) {
+    hll_datum(&Hll::decode(varlena_bytes(arg_datum(fcinfo, 0))).or_raise())
+}}
+
+sql_function! { fn hll_typmod_in(fcinfo) {
+    let arr = arg_datum(fcinfo, 0).cast_mut_ptr::<pg_sys::ArrayType>();
+    let mut n: std::ffi::c_int = 0;
+    let mods = pg_sys::ArrayGetIntegerTypmods(arr, &mut n);
+    if n != 1 {
+        invalid_parameter("hll takes exactly one type modifier, the precision", Some("Write hll(p) with p between 4 and 18."));
+    }
+    let p = *mods;
+    if !(ull::MIN_P as i32..=ull::MAX_P as i32).contains(&p) {
+        invalid_parameter(format!("hll precision {p} is out of range"), Some("Use a precision between 4 and 18 (2^p registers)."));
+    }
+    pg_sys::Datum::from(p)
+}}
+
+sql_function! { fn hll_typmod_out(fcinfo) {
+    let typmod = arg_datum(fcinfo, 0).value() as i32;
+    cstring_datum(&if typmod >= 0 { format!("({typmod})") } else { String::new() })
+}}
+
+sql_function! {
+    /// Length-coercion cast `hll(hll, typmod, explicit)`, applied on assignment to `hll(p)`.
+    fn hll_enforce_typmod(fcinfo) {
+    let typmod = arg_i32(fcinfo, 1).unwrap_or(-1);
+    let datum = arg_datum(fcinfo, 0);
+    let bytes = varlena_bytes(datum);
+    if typmod < 0 || bytes.get(2).map(|&p| p as i32) == Some(typmod) {
+        return datum;
+    }
+    hll_datum(&apply_typmod(Hll::decode(bytes).or_raise(), typmod).or_raise())
+}}
+
+// ---- functions ---------------------------------------------------------------------
+
+sql_function! { fn hll_empty(fcinfo) {
+    let p = arg_i32(fcinfo, 0).unwrap_or_else(default_precision);
+    hll_datum(&Hll::new(p).or_raise())
+}}
+
+sql_function! { fn hll_add(fcinfo) {
+    let mut h = hll_arg(arg_datum(fcinfo, 0));
+    h.add_hash(arg_datum(fcinfo, 1).value() as u64);
+    hll_datum(&h)
+}}
+
+sql_function! { fn hll_union(fcinfo) {
+    let mut a = hll_arg(arg_datum(fcinfo, 0));
+    a.union(&hll_arg(arg_datum(fcinfo, 1)));
+    hll_datum(&a)
+}}
+
+sql_function! { fn hll_cardinality(fcinfo) {
+    datum_f64(hll_arg(arg_datum(fcinfo, 0)).estimate())
+}}
+
+sql_function! { fn hll_precision(fcinfo) {
+    pg_sys::Datum::from(hll_arg(arg_datum(fcinfo, 0)).precision() as i32)
+}}
+
+sql_function! { fn hll_print(fcinfo) {
+    text_datum(&hll_arg(arg_datum(fcinfo, 0)).describe())
+}}
+
+sql_function! { fn hll_cardinality_bounds(fcinfo) {
+    let h = hll_arg(arg_datum(fcinfo, 0));
+    let confidence = arg_f64(fcinfo, 1).unwrap_or(0.95);
+    let (lower, upper) = h.bounds(confidence).or_raise();
+    float8_record(fcinfo, &[h.estimate(), lower, upper])
+}}
+
+/// Build the composite result of a function with float8 OUT parameters.
+unsafe fn float8_record(fcinfo: pg_sys::FunctionCallInfo, values: &[f64]) -> pg_sys::Datum {
+    let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
+    if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc)
+        != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+    {
+        invalid_parameter("function returning record called in a context that cannot accept it", None);
+    }
+    let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
+    let mut datums: Vec<pg_sys::Datum> = values.iter().map(|&v| datum_f64(v)).collect();
+    let mut nulls = vec![false; values.len()];
+    let tuple = pg_sys::heap_form_tuple(tupdesc, datums.as_mut_ptr(), nulls.as_mut_ptr());
+    pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
+}
+
+// Equality compares canonical encodings: equal bytes <=> equal sketches.
+sql_function! { fn hll_eq(fcinfo) {
+    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
+}}
+sql_function! { fn hll_ne(fcinfo) {
+    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
+}}
+sql_function! { fn hll_hash(fcinfo) {
+    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
+    pg_sys::Datum::from(h as i32)
+}}
+
+// ---- aggregates -----------------------------------------------------------------------
+
+/// The transition state as a writable byte slice, if it may be modified in place: we
+/// are called as an aggregate and the state is a plain 4-byte-header value.
+#[inline(always)]
+unsafe fn owned_state<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a mut [u8]> {
+    if arg_is_null(fcinfo, 0) {
+        return None;
+    }
+    let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
+    if is_plain_4b(ptr) && in_aggregate(fcinfo) {
+        Some(plain_4b_payload(ptr))
+    } else {
+        None
+    }
+}
+
+/// Add hash `h` to the state (argument 0), creating it at precision `p` if NULL.
+#[inline(always)]
+unsafe fn add_to_state(fcinfo: pg_sys::FunctionCallInfo, h: u64, p: impl FnOnce() -> i32) -> pg_sys::Datum {
+    if let Some(state) = owned_state(fcinfo) {
+        if ull::dense_add_in_place(state, h) {
+            return arg_datum(fcinfo, 0);
+        }
+        if ull::sparse_contains_hash(state, h) {
+            return arg_datum(fcinfo, 0);
+        }
+    }
+    let mut state = if arg_is_null(fcinfo, 0) {
+        Hll::new(p()).or_raise()
+    } else {
+        hll_arg(arg_datum(fcinfo, 0))
+    };
+    state.add_hash(h);
+    hll_datum(&state)
+}
+
+#[inline(always)]
+unsafe fn state_or_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    if arg_is_null(fcinfo, 0) {
+        return_null(fcinfo)
+    } else {
+        arg_datum(fcinfo, 0)
+    }
+}
+
+sql_function! {
+    /// `hll_add_agg(hll_hashval)` transition.
+    fn hll_add_trans(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        return state_or_null(fcinfo);
+    }
+    add_to_state(fcinfo, arg_datum(fcinfo, 1).value() as u64, default_precision)
+}}
+
+sql_function! {
+    /// `hll_add_agg(hll_hashval, p)` transition.
+    fn hll_add_trans_p(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        return state_or_null(fcinfo);
+    }
+    let p = arg_i32(fcinfo, 2);
+    add_to_state(fcinfo, arg_datum(fcinfo, 1).value() as u64, || p.unwrap_or_else(default_precision))
+}}
+
+sql_function! {
+    /// `approx_count_distinct(anyelement)` transition: hashes inside (as hll_hash_any).
+    fn approx_count_distinct_trans(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        return state_or_null(fcinfo);
+    }
+    let plan = HashPlan::for_arg(fcinfo, 1);
+    let h = plan.hash(arg_datum(fcinfo, 1), 0);
+    add_to_state(fcinfo, h, default_precision)
+}}
+
+sql_function! {
+    /// `hll_union_agg` transition and the combine function of every hll aggregate.
+    fn hll_union_trans(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        return state_or_null(fcinfo);
+    }
+    let input = arg_datum(fcinfo, 1);
+    if arg_is_null(fcinfo, 0) {
+        // First value: validate it and take a private copy.
+        return hll_datum(&hll_arg(input));
+    }
+    if let Some(state) = owned_state(fcinfo) {
+        let bytes = varlena_bytes(input);
+        if ull::dense_merge_in_place(state, bytes) || ull::dense_merge_sparse_in_place(state, bytes) {
+            return arg_datum(fcinfo, 0);
+        }
+    }
+    let mut state = hll_arg(arg_datum(fcinfo, 0));
+    state.union(&hll_arg(input));
+    hll_datum(&state)
+}}
+
+sql_function! {
+    /// Final function of `approx_count_distinct`: no rows -> 0, like count().
+    fn hll_agg_count(fcinfo) {
+    if arg_is_null(fcinfo, 0) {
+        return datum_i64(0);
+    }
+    datum_i64(hll_arg(arg_datum(fcinfo, 0)).estimate().round() as i64)
+}}
