@@ -26,5 +26,7 @@ chown postgres:postgres "$conf"
 # Local TCP connections as postgres without a password (loopback only).
 hba=/etc/postgresql/15/$name/pg_hba.conf
 grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust' "$hba"
-pg_ctlcluster 15 "$name" stop -m fast >/dev/null 2>&1 || true
-pg_ctlcluster 15 "$name" start
+# Close inherited descriptors above stderr: a caller may hold a flock(1) lock on one,
+# and a daemonised postmaster must not keep it forever.
+pg_ctlcluster 15 "$name" stop -m fast >/dev/null 2>&1 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&- || true
+pg_ctlcluster 15 "$name" start 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&-

@@ -12,7 +12,7 @@ PORT=${DC_DEMO_PORT:-5499}
 log() { printf '\033[1;34m[demo]\033[0m %s\n' "$*"; }
 
 log "building and installing distributed_counter (release)"
-flock /tmp/distributed_counter.pg.lock \
+flock -o /tmp/distributed_counter.pg.lock \
   cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/tmp/dc-install.log 2>&1 \
   || { tail -30 /tmp/dc-install.log; exit 1; }
 

@@ -16,6 +16,9 @@ fi
 out=/var/tmp/distributed_counter-regress
 rm -rf "$out"; install -d -o postgres -g postgres "$out"
 cp -r pg_test "$out/in"; chown -R postgres:postgres "$out/in"
+# --use-existing leaves database creation to us: a fresh one per run.
+runuser -u postgres -- psql -X -q -h localhost -p "$PORT" -d postgres \
+  -c "DROP DATABASE IF EXISTS dc_regress WITH (FORCE)" -c "CREATE DATABASE dc_regress"
 set +e
 runuser -u postgres -- env PGHOST=localhost "$PG_REGRESS" --use-existing --host=localhost --port="$PORT" \
   --inputdir="$out/in" --outputdir="$out" --bindir=/usr/lib/postgresql/15/bin \

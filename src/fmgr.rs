@@ -213,3 +213,48 @@ pub unsafe fn recv_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
 pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
     ptr_datum(bytes_to_varlena(bytes))
 }
+
+// ---- hex text form (`\x` + hex of the stored bytes), shared by the sketch types ----------
+
+/// Parse the text form `\x` + hexadecimal digits of a value of type `type_name`.
+pub fn parse_hex(text: &[u8], type_name: &str) -> Result<Vec<u8>, distributed_counter_core::CoreError> {
+    use distributed_counter_core::CoreError;
+    let syntax = || CoreError::invalid_text(format!("invalid input syntax for type {type_name}"));
+    let Some(hex) = text.strip_prefix(b"\\x") else {
+        let article = match type_name.as_bytes().first() {
+            Some(b'a' | b'e' | b'h' | b'i' | b'o' | b'u') => "An",
+            _ => "A",
+        };
+        return Err(syntax().with_detail(format!(
+            "{article} {type_name} text value starts with \\x followed by hexadecimal digits."
+        )));
+    };
+    if hex.len() % 2 != 0 {
+        return Err(syntax().with_detail("odd number of hexadecimal digits"));
+    }
+    let digit = |c: u8, at: usize| -> Result<u8, CoreError> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(syntax().with_detail(format!("invalid hexadecimal digit at offset {}", at + 2))),
+        }
+    };
+    let mut out = Vec::with_capacity(hex.len() / 2);
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out.push(digit(pair[0], 2 * i)? << 4 | digit(pair[1], 2 * i + 1)?);
+    }
+    Ok(out)
+}
+
+/// The text form `\x` + lowercase hexadecimal digits of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 + 2 * bytes.len());
+    s.push_str("\\x");
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}

@@ -1,0 +1,96 @@
+"""Report for benches/hll_accuracy.sh: table, memory-variance products, SPEC checks, plot.
+
+MVP = stored bytes x RSE^2 x 8, pooled over the grid points with n >= 20 m (the
+asymptotic regime, where it is a property of the estimator alone).
+"""
+import csv
+import math
+import sys
+
+ours_csv, phll_csv, check_csv, seed0_csv = sys.argv[1:5]
+
+
+def load(path, impl=None):
+    rows = []
+    with open(path) as f:
+        for r in csv.reader(f):
+            if not r or r[0] == "impl":
+                continue
+            rows.append(dict(impl=impl or r[0], p=int(r[1]), n=int(r[2]), trials=int(r[3]),
+                             bias=float(r[4]), rse=float(r[5]), bytes=float(r[6]), maxabs=float(r[7])))
+    return rows
+
+
+ours = load(ours_csv)
+theirs = load(phll_csv, "postgresql-hll")
+ok = True
+
+# 1. the SQL path computes exactly what the core program computes
+sql = {int(n): float(e) for n, e in csv.reader(open(check_csv))}
+core = {int(n): float(e) for n, e in csv.reader(open(seed0_csv)) if int(n) in sql}
+mismatch = [n for n in sql if abs(sql[n] - core[n]) > 1e-9 * max(1.0, core[n])]
+print(f"SQL hll_add_agg vs core program, seed 0, p=12, {len(sql)} points: "
+      + ("identical" if not mismatch else f"MISMATCH at {mismatch}"))
+ok &= not mismatch
+
+print(f"\n{'impl':16s} {'p':>3s} {'n':>9s} {'trials':>6s} {'bias%':>8s} {'RSE%':>7s} {'bytes':>8s} {'max|err|':>9s}")
+for r in ours + theirs:
+    print(f"{r['impl']:16s} {r['p']:3d} {r['n']:9d} {r['trials']:6d} {100*r['bias']:8.3f} "
+          f"{100*r['rse']:7.3f} {r['bytes']:8.0f} {r['maxabs']:9.1f}")
+
+print("\nMemory-variance product on stored bytes (pooled over n >= 20 m):")
+mvp = {}
+for impl, rows in (("distributed_counter", ours), ("postgresql-hll", theirs)):
+    for p in (10, 12, 14):
+        sel = [r for r in rows if r["p"] == p and r["n"] >= 20 * 2 ** p]
+        if not sel:
+            continue
+        w = sum(r["trials"] for r in sel)
+        mse = sum(r["rse"] ** 2 * r["trials"] for r in sel) / w
+        b = sum(r["bytes"] * r["trials"] for r in sel) / w
+        mvp[(impl, p)] = b * mse * 8
+        print(f"  {impl:20s} p={p:2d}: bytes {b:7.0f}  RSE {100*math.sqrt(mse):.3f}%  MVP {b*mse*8:.3f}"
+              f"  ({w} samples)")
+for p in (10, 12, 14):
+    if ("distributed_counter", p) in mvp and ("postgresql-hll", p) in mvp:
+        print(f"  p={p}: ours / postgresql-hll MVP ratio {mvp[('distributed_counter', p)] / mvp[('postgresql-hll', p)]:.3f}")
+
+print("\nSPEC checks (ours):")
+for p in (10, 12, 14):
+    v = mvp.get(("distributed_counter", p))
+    if v is not None:
+        good = v <= 4.9
+        ok &= good
+        print(f"  MVP p={p} <= 4.9: {'PASS' if good else 'FAIL'} ({v:.3f})")
+bad_bias = [(r["p"], r["n"]) for r in ours if abs(r["bias"]) > 0.5 * r["rse"] and r["rse"] > 0]
+print(f"  |bias| <= 0.5 RSE at every n: {'PASS' if not bad_bias else 'FAIL ' + str(bad_bias)}")
+ok &= not bad_bias
+bad_small = [(r["p"], r["n"], r["maxabs"]) for r in ours if r["n"] <= 100 and r["maxabs"] > 1.0]
+print(f"  n <= 100 within +-1 (every trial): {'PASS' if not bad_small else 'FAIL ' + str(bad_small)}")
+ok &= not bad_small
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 9), sharex=True)
+    colors = {10: "tab:blue", 12: "tab:orange", 14: "tab:green"}
+    for impl, rows, style in (("distributed_counter (ULL)", ours, "-"), ("postgresql-hll", theirs, "--")):
+        for p in (10, 12, 14):
+            sel = sorted((r for r in rows if r["p"] == p), key=lambda r: r["n"])
+            ns = [r["n"] for r in sel]
+            ax1.plot(ns, [100 * r["rse"] for r in sel], style, color=colors[p], label=f"{impl} p={p}")
+            ax2.plot(ns, [100 * r["bias"] for r in sel], style, color=colors[p], label=f"{impl} p={p}")
+    ax1.set_xscale("log"); ax1.set_ylabel("RSE (%)"); ax1.grid(True, which="both", alpha=.3)
+    ax1.set_title("hll accuracy: relative standard error and bias vs distinct count")
+    ax2.set_xscale("log"); ax2.set_ylabel("bias (mean relative error, %)"); ax2.set_xlabel("n distinct")
+    ax2.grid(True, which="both", alpha=.3); ax1.legend(fontsize=7, ncol=2)
+    fig.tight_layout(); fig.savefig("bench-out/hll_accuracy.png", dpi=110)
+    print("\nplot: bench-out/hll_accuracy.png")
+except ImportError:
+    print("\n(matplotlib missing: no plot)")
+with open("bench-out/hll_accuracy.csv", "w") as f:
+    f.write("impl,p,n,trials,bias,rse,bytes,maxabs\n")
+    for r in ours + theirs:
+        f.write(f"{r['impl']},{r['p']},{r['n']},{r['trials']},{r['bias']},{r['rse']},{r['bytes']},{r['maxabs']}\n")
+sys.exit(0 if ok else 1)

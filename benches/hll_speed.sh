@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# hll aggregate speed against sum(id) and postgresql-hll, same cluster, same run.
+# 10M-row bigint table, parallel off, jit off. Prints median times and ratios.
+# Usage: benches/hll_speed.sh   (takes ~5-10 minutes incl. the release build)
+cd "$(dirname "$0")/.."
+source benches/lib.sh
+exec 9>/tmp/distributed_counter.pg.lock
+flock 9
+bench_install_and_start 9>&-
+ROWS=${ROWS:-10000000}
+SKETCHES=${SKETCHES:-100000}
+if [ -z "${SKIP_LOAD:-}" ]; then
+bench_fresh_db
+bench_log "loading $ROWS rows and $SKETCHES stored p=12 sketches per implementation"
+bpsql -d "$BENCH_DB" <<SQL
+CREATE SCHEMA dc; CREATE EXTENSION distributed_counter SCHEMA dc;
+CREATE SCHEMA phll; CREATE EXTENSION hll SCHEMA phll;
+CREATE TABLE ids AS SELECT g::int8 AS id FROM generate_series(1, $ROWS) g;
+VACUUM ANALYZE ids;
+-- dense p = 12 sketches of 3000 distinct values each (both implementations dense)
+CREATE TABLE ours AS SELECT k, (SELECT dc.hll_add_agg(dc.hll_hash_bigint(k * 3000 + j), 12)
+  FROM generate_series(1, 3000) j) AS h FROM generate_series(1, $SKETCHES) k;
+CREATE TABLE theirs AS SELECT k, (SELECT phll.hll_add_agg(phll.hll_hash_bigint(k * 3000 + j), 12)
+  FROM generate_series(1, 3000) j) AS h FROM generate_series(1, $SKETCHES) k;
+-- the same sketches with lz4 TOAST compression (a per-column user setting) for both
+CREATE TABLE ours_lz4 (k int8, h dc.hll COMPRESSION lz4);
+INSERT INTO ours_lz4 SELECT * FROM ours;
+CREATE TABLE theirs_lz4 (k int8, h phll.hll COMPRESSION lz4);
+INSERT INTO theirs_lz4 SELECT * FROM theirs;
+VACUUM ANALYZE ours; VACUUM ANALYZE theirs; VACUUM ANALYZE ours_lz4; VACUUM ANALYZE theirs_lz4;
+SQL
+fi
+bpsql -d "$BENCH_DB" -At -c "SELECT 'stored bytes per sketch: ours ' || avg(pg_column_size(h))::int FROM ours" \
+  -c "SELECT 'stored bytes per sketch: postgresql-hll ' || avg(pg_column_size(h))::int FROM theirs" \
+  -c "SELECT 'forms: ours ' || string_agg(DISTINCT split_part(dc.hll_print(h), ',', 3), ';') FROM ours" \
+  -c "SELECT 'stored bytes per sketch (lz4): ours ' || avg(pg_column_size(h))::int || ', postgresql-hll ' || (SELECT avg(pg_column_size(h))::int FROM theirs_lz4) FROM ours_lz4" \
+  -c "SELECT 'table MB: ours ' || pg_total_relation_size('ours') / 1048576 || ', postgresql-hll ' || pg_total_relation_size('theirs') / 1048576"
+# warm the caches
+bpsql -d "$BENCH_DB" -At -c "SELECT sum(id) FROM ids" -c "SELECT count(*) FROM ours" -c "SELECT count(*) FROM theirs" \
+  -c "SELECT count(*) FROM ours_lz4" -c "SELECT count(*) FROM theirs_lz4" >/dev/null
+RUNS=${RUNS:-5}
+results=$(
+  time_query count "SELECT count(*) FROM ids" "$RUNS"
+  time_query sum "SELECT sum(id) FROM ids" "$RUNS"
+  time_query approx_count_distinct "SELECT dc.approx_count_distinct(id) FROM ids" "$RUNS"
+  time_query hll_add_agg "SELECT dc.hll_add_agg(dc.hll_hash_bigint(id)) FROM ids" "$RUNS"
+  time_query phll_add_agg "SELECT phll.hll_add_agg(phll.hll_hash_bigint(id)) FROM ids" "$RUNS"
+  time_query hll_union_agg "SELECT dc.hll_union_agg(h) FROM ours" "$RUNS"
+  time_query phll_union_agg "SELECT phll.hll_union_agg(h) FROM theirs" "$RUNS"
+  time_query hll_union_agg_lz4 "SELECT dc.hll_union_agg(h) FROM ours_lz4" "$RUNS"
+  time_query phll_union_agg_lz4 "SELECT phll.hll_union_agg(h) FROM theirs_lz4" "$RUNS"
+)
+mkdir -p bench-out
+echo "$results" > bench-out/hll_speed.txt
+python3 benches/hll_speed_report.py bench-out/hll_speed.txt "$SKETCHES"

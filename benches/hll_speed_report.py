@@ -1,0 +1,20 @@
+"""Ratios for benches/hll_speed.sh: medians in ms, against sum(id) and postgresql-hll."""
+import sys
+
+t = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        name, ms = line.split()
+        t[name] = float(ms)
+n = int(sys.argv[2])
+s = t["sum"]
+print("\n=== hll speed (median ms; ratios against sum(id) in the same run) ===")
+for k in ["count", "sum", "approx_count_distinct", "hll_add_agg", "phll_add_agg"]:
+    print(f"{k:24s} {t[k]:9.1f} ms  {t[k] / s:5.2f}x sum(id)")
+print(f"hll_add_agg is {t['phll_add_agg'] / t['hll_add_agg']:.2f}x faster than postgresql-hll's")
+for suffix, label in (("", "default pglz TOAST compression"), ("_lz4", "lz4 TOAST compression, both")):
+    ours, theirs = t["hll_union_agg" + suffix], t["phll_union_agg" + suffix]
+    print(f"-- {n} stored p=12 sketches, {label}")
+    print(f"{'hll_union_agg':24s} {ours:9.1f} ms  {ours * 1000 / n:6.2f} us/sketch")
+    print(f"{'phll_union_agg':24s} {theirs:9.1f} ms  {theirs * 1000 / n:6.2f} us/sketch")
+    print(f"hll_union_agg is {theirs / ours:.2f}x faster than postgresql-hll's")

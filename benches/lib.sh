@@ -1,0 +1,51 @@
+# Shared helpers for benchmark scripts (sourced). Benchmarks print ratios against a
+# baseline measured in the same run on the same cluster: absolute times on shared
+# machines mean little.
+set -euo pipefail
+BENCH_PORT=${BENCH_PORT:-5497}
+BENCH_DB=${BENCH_DB:-dc_bench}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+bench_log() { printf '\033[1;35m[bench]\033[0m %s\n' "$*" >&2; }
+
+# Install the release build and (re)start the benchmark cluster. Call while holding
+# /tmp/distributed_counter.pg.lock (a debug install by a concurrent `cargo pgrx test`
+# would otherwise replace the library mid-run).
+bench_install_and_start() {
+  if [ -z "${SKIP_INSTALL:-}" ]; then
+  bench_log "installing the release build (fat LTO: a few minutes)"
+  cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/tmp/dc-bench-install.log 2>&1 \
+    || { tail -30 /tmp/dc-bench-install.log; return 1; }
+  fi
+  ./scripts/cluster.sh dc_bench "$BENCH_PORT" "jit = off" "max_parallel_workers_per_gather = 0" \
+    "shared_buffers = '2GB'" "work_mem = '256MB'" "distributed_counter.database = '$BENCH_DB'" \
+    "synchronous_commit = on" "max_wal_size = '4GB'"
+}
+
+bpsql() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$BENCH_PORT" "$@"; }
+
+bench_fresh_db() {
+  bpsql -d postgres -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
+}
+
+# time_query LABEL SQL [runs]: median wall time in ms of running SQL `runs` times
+# (default 5) in one session, printed as "LABEL ms".
+time_query() {
+  local label=$1 sql=$2 runs=${3:-5}
+  local out
+  out=$(bpsql -d "$BENCH_DB" -At <<SQL
+CREATE TEMP TABLE _t (ms float8);
+DO \$\$
+DECLARE t0 timestamptz; dummy text;
+BEGIN
+  FOR i IN 1..$runs LOOP
+    t0 := clock_timestamp();
+    EXECUTE \$q\$ $sql \$q\$ INTO dummy;
+    INSERT INTO _t VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
+  END LOOP;
+END \$\$;
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM _t;
+SQL
+)
+  printf '%s %s\n' "$label" "$out"
+}

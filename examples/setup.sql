@@ -1,0 +1,27 @@
+-- Sample data for the tour: page views by user over 30 days, in database dc_demo.
+-- distributed_counter in schema dc, postgresql-hll in schema phll (both have a type hll).
+CREATE SCHEMA dc;
+CREATE EXTENSION distributed_counter SCHEMA dc;
+CREATE SCHEMA phll;
+CREATE EXTENSION hll SCHEMA phll;
+ALTER DATABASE dc_demo SET search_path = public, dc;
+SET search_path = public, dc;
+
+-- 2M page views: 200k users, 500 pages, skewed (a few pages and users are hot)
+CREATE TABLE page_views (
+    viewed_at timestamptz NOT NULL,
+    user_id   int8 NOT NULL,
+    page      text NOT NULL
+);
+SELECT setseed(0.5);
+INSERT INTO page_views
+SELECT timestamptz '2026-10-01' + (random() * 30) * interval '1 day',
+       (200000 * power(random(), 2))::int8,
+       '/page/' || (500 * power(random(), 3))::int
+FROM generate_series(1, 2000000);
+ANALYZE page_views;
+
+-- the classic rollup: one sketch of visitors per day
+CREATE TABLE daily_visitors AS
+SELECT viewed_at::date AS day, hll_add_agg(hll_hash_bigint(user_id)) AS visitors
+FROM page_views GROUP BY 1;
