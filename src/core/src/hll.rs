@@ -2,10 +2,11 @@
 //!
 //! Algorithm: O. Ertl, "UltraLogLog: A Practical and More Space-Efficient Alternative
 //! to HyperLogLog for Approximate Distinct Counting", PVLDB 17(7), 2024
-//! (arXiv:2308.16862). The register encoding, the lossless precision reduction and the
-//! FGRA estimator with its small- and large-range corrections follow the paper and the
-//! Apache-2.0 reference implementation in dynatrace-oss/hash4j (`UltraLogLog.java`);
-//! this is an independent Rust implementation.
+//! (arXiv:2308.16862). The register encoding, the lossless precision reduction, the
+//! maximum-likelihood estimator of [`Hll::estimate`] (§5) and the FGRA estimator with its
+//! small- and large-range corrections of [`Hll::estimate_fgra`] (§4) follow the paper and
+//! the Apache-2.0 reference implementation in dynatrace-oss/hash4j (`UltraLogLog.java`,
+//! `DistinctCountUtil.java`); this is an independent Rust implementation.
 //!
 //! # Registers
 //! With precision `p` there are `m = 2^p` one-byte registers. A 64-bit hash `h` selects
@@ -214,7 +215,7 @@ pub fn sparse_contains_hash(encoded: &[u8], h: u64) -> bool {
         return false;
     }
     let tokens = &encoded[HEADER_LEN..];
-    if tokens.len() % 4 != 0 {
+    if !tokens.len().is_multiple_of(4) {
         return false;
     }
     let want = token_of_hash(h);
@@ -244,7 +245,7 @@ pub fn dense_merge_sparse_in_place(dst: &mut [u8], src: &[u8]) -> bool {
         || src[0] != FORMAT_VERSION
         || src[1] != KIND_SPARSE
         || src[2] < p
-        || (src.len() - HEADER_LEN) % 4 != 0
+        || !(src.len() - HEADER_LEN).is_multiple_of(4)
     {
         return false;
     }
@@ -518,7 +519,10 @@ impl Hll {
         let target = check_precision(p as i64)?;
         match &self.repr {
             Repr::Sparse(tokens) => {
-                let mut out = Hll { p: target, repr: Repr::Sparse(Vec::new()) };
+                let mut out = Hll {
+                    p: target,
+                    repr: Repr::Sparse(Vec::new()),
+                };
                 out.set_tokens(tokens.clone());
                 Ok(out)
             }
@@ -557,19 +561,32 @@ impl Hll {
     pub fn certain_lower_bound(&self) -> u64 {
         match &self.repr {
             Repr::Sparse(tokens) => tokens.len() as u64,
-            Repr::Dense(regs) => regs
-                .iter()
-                .map(|&r| register_to_mask(r).count_ones() as u64)
-                .sum(),
+            Repr::Dense(regs) => histogram_certain_count(&register_histogram(regs)),
         }
     }
 
     /// Estimated number of distinct values. Empty -> 0.
     ///
     /// Sparse: linear counting over the `2^26` token indices, `M ln(M / (M - c))`.
-    /// Dense: the FGRA estimator (RSE ~0.782/sqrt(m), no bias bump over the whole range).
+    /// Dense: the maximum-likelihood estimator (Ertl 2024, §5): RSE ~0.761/sqrt(m),
+    /// memory-variance product 4.631, no bias bump over the whole range.
     /// Either way the result is never below [`Hll::certain_lower_bound`].
     pub fn estimate(&self) -> f64 {
+        match &self.repr {
+            Repr::Sparse(tokens) => sparse_estimate(tokens).max(tokens.len() as f64),
+            Repr::Dense(regs) => {
+                // One pass over the registers serves both the estimate and the clamp.
+                let histogram = register_histogram(regs);
+                ml_estimate_from_histogram(self.p, &histogram)
+                    .max(histogram_certain_count(&histogram) as f64)
+            }
+        }
+    }
+
+    /// Like [`Hll::estimate`] but with the FGRA estimator for the dense form (Ertl 2024,
+    /// §4; RSE ~0.782/sqrt(m), memory-variance product 4.895). Kept for comparison:
+    /// cheaper (no equation to solve) but less accurate than the ML estimate.
+    pub fn estimate_fgra(&self) -> f64 {
         let raw = match &self.repr {
             Repr::Sparse(tokens) => sparse_estimate(tokens),
             Repr::Dense(regs) => fgra_estimate(self.p, regs),
@@ -577,14 +594,16 @@ impl Hll {
         raw.max(self.certain_lower_bound() as f64)
     }
 
-    /// Relative standard error of the dense estimate, `sqrt(V / m)` (~0.782/sqrt(m)).
+    /// Asymptotic relative standard error of the dense (maximum-likelihood) estimate,
+    /// `sqrt(ln 2 / zeta(2, 5/4) / m)` ~ `0.7609 / sqrt(m)`, i.e. `sqrt(4.631 / (8 m))`.
     pub fn dense_relative_standard_error(p: u8) -> f64 {
-        (FGRA_V / (1u64 << p) as f64).sqrt()
+        (ML_V / (1u64 << p) as f64).sqrt()
     }
 
     /// Two-sided `confidence` interval `(lower, upper)` around [`Hll::estimate`].
     ///
-    /// * dense: `estimate * (1 -+ z * RSE)` with `RSE = sqrt(V/m)` (asymptotic; the
+    /// * dense: `estimate * (1 -+ z * RSE)` with the ML estimator's asymptotic
+    ///   `RSE = sqrt(0.5789 / m)` ([`Hll::dense_relative_standard_error`]; the
     ///   error is smaller for small counts, so this is conservative there);
     /// * sparse: linear-counting standard deviation `sqrt(M (e^t - t - 1))`,
     ///   `t = estimate / M` (Whang et al., TODS 1990), tiny for sparse sizes;
@@ -763,6 +782,204 @@ fn sparse_estimate(tokens: &[u32]) -> f64 {
     }
     // M ln(M / (M - c)) = -M ln(1 - c/M); c <= 65536 << M, so this is finite.
     -SPARSE_CELLS * (-(distinct as f64) / SPARSE_CELLS).ln_1p()
+}
+
+// Maximum-likelihood (ML) estimator, Ertl 2024, §5, and hash4j
+// (`UltraLogLog.MaximumLikelihoodEstimator`, `DistinctCountUtil.solveMaximumLikelihoodEquation`).
+//
+// Poisson model: with `lambda` distinct values, each register sees update value `k`
+// independently with probability `1 - exp(-x rho_k)`, `x = lambda / m`, where
+// `rho_k = 2^-k` for `k <= 64 - p` and `rho_{65-p} = 2^-(64-p)` (all bits zero). A
+// register tells us which of `kmax, kmax-1, kmax-2` were seen and that nothing above
+// `kmax` was; smaller values are unknown. Collecting all registers, the log-likelihood is
+//
+//   ln L(x) = -A x + sum_j beta_j ln(1 - exp(-x 2^-j)),   j = 1..=64-p,
+//
+// with `A` the summed `rho` of all values known to be unseen and `beta_j` the number of
+// seen values with `rho = 2^-j`. Setting the derivative to zero and multiplying by `x`:
+//
+//   G(x) := A x + sum_j beta_j h(x 2^-j) = B := sum_j beta_j,   h(z) = 1 - z / (e^z - 1).
+//
+// `h` is increasing and concave with `h(0) = 0`, `h'(0) = 1/2`, so `G` is increasing and
+// concave and the root is unique. Newton's method started below the root stays below it
+// (a concave function lies under its tangents) and rises monotonically to it; the
+// bracket `[lower, B/A]` guards against rounding.
+
+/// `ln 2 / zeta(2, 5/4)` (Hurwitz zeta): inverse Fisher information per register, so the
+/// ML estimate has RSE `sqrt(ML_V / m)` (~0.761/sqrt(m)) and memory-variance product
+/// `8 ML_V = 4.631` for 8-bit registers (Ertl 2024, §5; hash4j quotes sqrt(ML_V) =
+/// 0.7608621002725182). `tests::ml_constants_follow_from_theory` recomputes it.
+const ML_V: f64 = 0.5789111356311075;
+/// First-order relative bias of the ML estimate is `ML_BIAS / m`, with
+/// `ML_BIAS = 3/2 ln 2 zeta(3, 5/4) / zeta(2, 5/4)^2` (hash4j); divided out.
+const ML_BIAS: f64 = 0.48147376527720065;
+/// Newton stops once a step is below this relative size. Convergence is quadratic, so
+/// the result is then within rounding of the root; being this tight (rather than a
+/// fraction of the RSE) keeps the estimate a deterministic, smooth function of the
+/// registers.
+const ML_RELATIVE_TOLERANCE: f64 = 1e-13;
+
+/// `h(z) = 1 - z / (e^z - 1)` and `h'(z)` for `z >= 0`.
+#[inline]
+fn ml_h_and_derivative(z: f64) -> (f64, f64) {
+    if z.is_nan() || z >= 700.0 {
+        return (1.0, 0.0); // z e^-z is below 1e-300
+    }
+    if z < 0.05 {
+        // Bernoulli series; the first omitted terms are below 3e-17 relative here,
+        // where the closed forms below would lose digits to cancellation.
+        let z2 = z * z;
+        let h = z * (0.5 + z * (-1.0 / 12.0 + z2 * (1.0 / 720.0 - z2 / 30240.0)));
+        let dh = 0.5 + z * (-1.0 / 6.0 + z * (z * (1.0 / 180.0 - z2 / 5040.0)));
+        (h, dh)
+    } else {
+        let e = z.exp_m1();
+        let q = z / e;
+        // h'(z) = (z e^z - (e^z - 1)) / (e^z - 1)^2 = q + (q - 1) / (e^z - 1)
+        (1.0 - q, q + (q - 1.0) / e)
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))] // the public path goes through the histogram
+/// Maximum-likelihood estimate of the distinct count behind the dense registers
+/// `registers` of precision `p` (Ertl 2024, §5; see the derivation above). All empty
+/// gives 0; if every register is saturated with both flags set (the likelihood then
+/// grows without bound) the result is the finite estimate for "one such value short".
+/// Returns NaN for a precision outside `MIN_P..=MAX_P`; never panics.
+fn ml_estimate(p: u8, registers: &[u8]) -> f64 {
+    ml_estimate_from_histogram(p, &register_histogram(registers))
+}
+
+/// How many registers hold each byte value. Four interleaved counters break the
+/// store-to-load dependency when neighbouring registers are equal (e.g. all empty).
+fn register_histogram(registers: &[u8]) -> [u32; 256] {
+    let mut parts = [[0u32; 256]; 4];
+    let mut chunks = registers.chunks_exact(4);
+    for c in &mut chunks {
+        parts[0][c[0] as usize] += 1;
+        parts[1][c[1] as usize] += 1;
+        parts[2][c[2] as usize] += 1;
+        parts[3][c[3] as usize] += 1;
+    }
+    for &r in chunks.remainder() {
+        parts[0][r as usize] += 1;
+    }
+    let mut out = parts[0];
+    for part in &parts[1..] {
+        for (o, &c) in out.iter_mut().zip(part) {
+            *o += c;
+        }
+    }
+    out
+}
+
+/// Distinct hashes certainly behind registers with this histogram: one per mask bit.
+fn histogram_certain_count(histogram: &[u32; 256]) -> u64 {
+    histogram
+        .iter()
+        .enumerate()
+        .map(|(r, &c)| c as u64 * register_to_mask(r as u8).count_ones() as u64)
+        .sum()
+}
+
+/// [`ml_estimate`] on the output of [`register_histogram`].
+fn ml_estimate_from_histogram(p: u8, histogram: &[u32; 256]) -> f64 {
+    let m_total: u64 = histogram.iter().map(|&c| c as u64).sum();
+    if m_total == 0 {
+        return 0.0;
+    }
+    if !(MIN_P..=MAX_P).contains(&p) {
+        return f64::NAN;
+    }
+    let pu = p as u32;
+    let top_exponent = 64 - pu; // exponent j of the rarest value(s)
+                                // A in units of 2^-(64-p), exactly: at most 2^(64-p) per register.
+    let mut a_units: u128 = 0;
+    let mut beta = [0u64; 64];
+    let units = |j: u32| 1u128 << (top_exponent - j.min(top_exponent));
+    for (r, &count) in histogram.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let count = count as u64;
+        let mask = register_to_mask(r as u8);
+        if mask == 0 {
+            a_units += count as u128 * units(0); // nothing seen: rho sums to 1
+            continue;
+        }
+        // Bit b of the mask is update value k = b + 2 - p; bits with k < 1 cannot occur
+        // in a valid register and are ignored, so garbage cannot index out of range.
+        let top = 63 - mask.leading_zeros();
+        if top + 2 <= pu {
+            a_units += count as u128 * units(0); // garbage below k = 1: as if empty
+            continue;
+        }
+        let kmax = top + 2 - pu;
+        beta[kmax.min(top_exponent) as usize] += count;
+        if kmax <= top_exponent {
+            // values above kmax unseen: sum of their rho is 2^-kmax
+            a_units += count as u128 * units(kmax);
+        }
+        for k in [kmax - 1, kmax.wrapping_sub(2)] {
+            if (1..kmax).contains(&k) {
+                if mask >> (k + pu - 2) & 1 == 1 {
+                    beta[k.min(top_exponent) as usize] += count;
+                } else {
+                    a_units += count as u128 * units(k);
+                }
+            }
+        }
+    }
+    let terms: Vec<(f64, f64)> = beta
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b > 0)
+        .map(|(j, &b)| (b as f64, (-(j as f64)).exp2()))
+        .collect();
+    let b_total: f64 = terms.iter().map(|&(b, _)| b).sum();
+    if b_total == 0.0 {
+        return 0.0;
+    }
+    if a_units == 0 {
+        // All registers saturated and full: pretend one of the rarest values is unseen.
+        a_units = 1;
+    }
+    let a = a_units as f64 * (-(top_exponent as f64)).exp2();
+    let m = m_total as f64;
+    m * ml_solve(a, &terms, b_total) / (1.0 + ML_BIAS / m)
+}
+
+/// Root of `a x + sum b h(x w) = b_total` over `terms = (b, w)`, all positive (`a > 0`).
+fn ml_solve(a: f64, terms: &[(f64, f64)], b_total: f64) -> f64 {
+    // Lower bound from Jensen (h concave): G(x) <= a x + B h(x S / B) with
+    // S = sum b w, which gives x* >= (B / S) ln(1 + S / a). Upper bound: h >= 0.
+    let s: f64 = terms.iter().map(|&(b, w)| b * w).sum();
+    let mut x = (b_total / s) * (s / a).ln_1p();
+    let upper = b_total / a;
+    if !(x > 0.0 && x.is_finite()) {
+        x = f64::MIN_POSITIVE;
+    }
+    for _ in 0..200 {
+        let (mut g, mut dg) = (a * x, a);
+        for &(b, w) in terms {
+            let (h, dh) = ml_h_and_derivative(x * w);
+            g += b * h;
+            dg += b * w * dh;
+        }
+        if g >= b_total {
+            break; // at the root up to rounding
+        }
+        let next = (x + (b_total - g) / dg).min(upper);
+        if next <= x || next.is_nan() {
+            break; // no further progress in floating point
+        }
+        let step = next - x;
+        x = next;
+        if step <= x * ML_RELATIVE_TOLERANCE {
+            break;
+        }
+    }
+    x
 }
 
 // FGRA ("further generalized remaining area") estimator constants, Ertl 2024, §4 and
@@ -1018,13 +1235,17 @@ mod tests {
     #[test]
     fn sparse_membership_and_sparse_into_dense_merge() {
         let mut sparse = Hll::new(14).unwrap();
-        let hashes: Vec<u64> = (1..200u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+        let hashes: Vec<u64> = (1..200u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
         for &h in &hashes[..100] {
             sparse.add_hash(h);
         }
         let enc = sparse.encode();
         assert!(hashes[..100].iter().all(|&h| sparse_contains_hash(&enc, h)));
-        assert!(hashes[100..].iter().all(|&h| !sparse_contains_hash(&enc, h)));
+        assert!(hashes[100..]
+            .iter()
+            .all(|&h| !sparse_contains_hash(&enc, h)));
         let mut dense = Hll::new(12).unwrap();
         for &h in &hashes[100..] {
             dense.add_hash(h);
@@ -1265,6 +1486,184 @@ mod tests {
         // psi interpolates between "both lower values seen" and "neither".
         assert!(rel(psi(0.0, t), FGRA_ETA[3]) < 1e-15);
         assert!(rel(psi(1.0, t), FGRA_ETA[0]) < 1e-15);
+    }
+
+    // ---- maximum-likelihood estimator ----
+
+    /// Hurwitz zeta `sum_{n>=0} (n + a)^-s` by direct summation plus Euler-Maclaurin tail.
+    fn hurwitz_zeta(s: f64, a: f64) -> f64 {
+        let n = 1000;
+        let head: f64 = (0..n).rev().map(|i| (i as f64 + a).powf(-s)).sum();
+        let x = n as f64 + a;
+        head + x.powf(1.0 - s) / (s - 1.0) + x.powf(-s) / 2.0 + s * x.powf(-s - 1.0) / 12.0
+            - s * (s + 1.0) * (s + 2.0) * x.powf(-s - 3.0) / 720.0
+    }
+
+    #[test]
+    fn ml_constants_follow_from_theory() {
+        let (z2, z3) = (hurwitz_zeta(2.0, 1.25), hurwitz_zeta(3.0, 1.25));
+        assert!(rel(ML_V, std::f64::consts::LN_2 / z2) < 1e-13);
+        assert!(rel(ML_BIAS, 1.5 * std::f64::consts::LN_2 * z3 / (z2 * z2)) < 1e-13);
+        // The value hash4j quotes for sqrt(ln 2 / zeta(2, 5/4)).
+        assert!(rel(ML_V.sqrt(), 0.7608621002725182) < 1e-15);
+        // Memory-variance product of 8-bit registers: below FGRA's 4.895.
+        assert!((8.0 * ML_V - 4.631).abs() < 1e-3);
+        const { assert!(ML_V < FGRA_V) };
+    }
+
+    #[test]
+    fn ml_h_branches_agree() {
+        // Series (z < 0.05) and closed forms meet smoothly; limits are exact.
+        for z in [0.049_999_999, 0.05, 0.050_000_001] {
+            let (h, dh) = ml_h_and_derivative(z);
+            let e = z.exp_m1();
+            assert!(rel(h, 1.0 - z / e) < 1e-13, "{z}");
+            assert!(rel(dh, (z * (e + 1.0) - e) / (e * e)) < 1e-11, "{z}");
+        }
+        assert_eq!(ml_h_and_derivative(0.0), (0.0, 0.5));
+        let (h, dh) = ml_h_and_derivative(1e-300);
+        assert!(rel(h, 5e-301) < 1e-15 && rel(dh, 0.5) < 1e-15);
+        for z in [800.0, 1e300, f64::INFINITY] {
+            let (h, dh) = ml_h_and_derivative(z);
+            assert!(h == 1.0 && dh == 0.0, "{z}: {h} {dh}");
+        }
+        // Increasing and concave on a grid.
+        let mut last = (0.0, 0.5);
+        for i in 1..2000 {
+            let cur = ml_h_and_derivative(i as f64 * 0.01);
+            assert!(cur.0 >= last.0 && cur.1 <= last.1 + 1e-15, "{i}");
+            last = cur;
+        }
+    }
+
+    /// Derivative of the log-likelihood of the registers, straight from the model: every
+    /// update value `k` has rate `x rho_k`; per register the top value is seen, the two
+    /// below it are seen or not as the flags say, larger ones are unseen and smaller ones
+    /// unknown. A seen value adds `ln(1 - e^(-x rho))`, an unseen one `-x rho`.
+    fn log_likelihood_slope(p: u8, regs: &[u8], x: f64) -> f64 {
+        let w = 65 - p as u32;
+        let rho = |k: u32| (-(k.min(w - 1) as f64)).exp2();
+        let mut slope = 0.0;
+        for &r in regs {
+            let mask = register_to_mask(r);
+            let kmax = if mask == 0 {
+                0
+            } else {
+                63 - mask.leading_zeros() + 2 - p as u32
+            };
+            for k in 1..=w {
+                if mask >> (k + p as u32 - 2) & 1 == 1 {
+                    slope += rho(k) / (x * rho(k)).exp_m1();
+                } else if k + 2 >= kmax {
+                    slope -= rho(k);
+                }
+            }
+        }
+        slope
+    }
+
+    /// Maximise the likelihood by bisecting its (decreasing) slope on `ln x`.
+    fn brute_force_ml(p: u8, regs: &[u8]) -> f64 {
+        let (mut lo, mut hi) = ((1e-9f64).ln(), (1e25f64).ln());
+        for _ in 0..200 {
+            let mid = (lo + hi) / 2.0;
+            if log_likelihood_slope(p, regs, mid.exp()) > 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let m = regs.len() as f64;
+        m * ((lo + hi) / 2.0).exp() / (1.0 + ML_BIAS / m)
+    }
+
+    fn random_registers(p: u8, n: usize, seed: u64, skew: bool) -> Vec<u8> {
+        let mut regs = vec![0u8; 1 << p];
+        let mut state = seed;
+        for _ in 0..n {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            // Skewed: long zero runs, up to saturated registers.
+            let h = if skew { z >> (z % 64) | z << 63 } else { z };
+            let (i, bit) = hash_update(h, p as u32);
+            regs[i] = mask_to_register(register_to_mask(regs[i]) | 1 << bit);
+        }
+        regs
+    }
+
+    #[test]
+    fn ml_solves_the_likelihood_equation() {
+        for p in [4u8, 6, 8, 10] {
+            for (i, n) in [1usize, 3, 20, 100, 1000, 30000].into_iter().enumerate() {
+                for skew in [false, true] {
+                    let regs = random_registers(p, n, (p as u64) << 8 | i as u64, skew);
+                    let (ml, brute) = (ml_estimate(p, &regs), brute_force_ml(p, &regs));
+                    assert!(
+                        rel(ml, brute) < 1e-12,
+                        "p={p} n={n} {skew}: {ml} vs {brute}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ml_edge_cases() {
+        for p in MIN_P..=MAX_P {
+            let m = 1usize << p;
+            assert_eq!(ml_estimate(p, &vec![0; m]), 0.0);
+            // Everything saturated with both flags: finite, and the largest estimate.
+            let full = ml_estimate(p, &vec![255; m]);
+            assert!(full.is_finite() && full > 1e18, "p={p}: {full}");
+            let mut almost = vec![255u8; m];
+            almost[0] = 254;
+            let below = ml_estimate(p, &almost);
+            assert!(below.is_finite() && below < full, "p={p}: {below} {full}");
+            // One value seen: about one.
+            let mut one = vec![0u8; m];
+            one[0] = (4 * (p as u32 - 1)) as u8;
+            assert!((ml_estimate(p, &one) - 1.0).abs() < 0.05, "p={p}");
+        }
+        assert_eq!(ml_estimate(10, &[]), 0.0);
+        assert!(ml_estimate(3, &[1]).is_nan());
+    }
+
+    proptest! {
+        #[test]
+        fn ml_never_panics_on_any_bytes(regs in proptest::collection::vec(any::<u8>(), 16..=64),
+                                        p in MIN_P..=MAX_P) {
+            let e = ml_estimate(p, &regs);
+            prop_assert!(e >= 0.0 && e.is_finite());
+        }
+
+        /// The ML estimate cannot fall when the registers gain information without
+        /// forgetting any (the new mask contains the old one): then every register's
+        /// set of known-unseen values shrinks and its set of seen values grows, which
+        /// moves the likelihood equation's root up. (Jumps that push seen values below
+        /// `kmax - 2` lose information and may lower it slightly, as with FGRA.)
+        #[test]
+        fn ml_monotone_without_forgetting(n in 0usize..3000, seed: u64, skew: bool,
+                                          p in MIN_P..=10u8, index: usize, from in 0usize..256) {
+            let mut regs = random_registers(p, n, seed, skew);
+            let i = index % regs.len();
+            let old = register_to_mask(regs[i]);
+            let before = ml_estimate(p, &regs);
+            // every valid successor of register i that keeps its bits
+            for r in (from as u8..=255).filter(|&r| register_is_valid(r, p)) {
+                let new = register_to_mask(r);
+                if new & old == old && new != old {
+                    let saved = regs[i];
+                    regs[i] = r;
+                    let after = ml_estimate(p, &regs);
+                    prop_assert!(after >= before * (1.0 - 1e-9),
+                        "p={} reg {} -> {}: {} -> {}", p, saved, r, before, after);
+                    regs[i] = saved;
+                }
+            }
+        }
     }
 
     #[test]
