@@ -15,7 +15,7 @@ PHLL_TRIALS=${PHLL_TRIALS:-100}
 MAX_N=${MAX_N:-10000000}
 mkdir -p bench-out
 bench_log "ours: $TRIALS trials up to n = $MAX_N (cargo bench, release)"
-HLL_ACCURACY_SEED0=bench-out/ours_seed0_p12.csv \
+HLL_ACCURACY_SEED0="$PWD/bench-out/ours_seed0_p12.csv" \
   cargo bench -q -p distributed_counter_core --bench hll_accuracy -- "$TRIALS" "$MAX_N" > bench-out/ours.csv
 
 exec 9>/tmp/distributed_counter.pg.lock
@@ -56,6 +56,13 @@ wait
 bpsql -d dc_accuracy -At -F, -c "SELECT 'postgresql-hll', p, n, count(*), avg(est / n - 1), sqrt(avg((est / n - 1) ^ 2)),
     avg(CASE WHEN bytes - 4 < 127 THEN bytes - 3 ELSE bytes END), max(abs(est - n))
   FROM phll_results GROUP BY p, n ORDER BY p, n" > bench-out/phll.csv
+# postgresql-hll collapses on some seeds (seed 8 estimates ~2.8k for 100k values); the
+# same statistics without such trials, so its typical accuracy is shown too
+bpsql -d dc_accuracy -At -F, -c "SELECT 'postgresql-hll (outlier seeds removed)', p, n, count(*), avg(est / n - 1), sqrt(avg((est / n - 1) ^ 2)),
+    avg(CASE WHEN bytes - 4 < 127 THEN bytes - 3 ELSE bytes END), max(abs(est - n))
+  FROM phll_results WHERE seed NOT IN (SELECT seed FROM phll_results WHERE n >= 1000 AND abs(est / n - 1) > 0.5)
+  GROUP BY p, n ORDER BY p, n" > bench-out/phll_clean.csv
+bpsql -d dc_accuracy -At -c "SELECT 'postgresql-hll outlier seeds: ' || coalesce(string_agg(DISTINCT seed::text, ' '), 'none') FROM phll_results WHERE n >= 1000 AND abs(est / n - 1) > 0.5"
 bpsql -d dc_accuracy -At -F, -c "SELECT n, est FROM check_ours ORDER BY n" > bench-out/check_ours.csv
 flock -u 9
-python3 benches/hll_accuracy_report.py bench-out/ours.csv bench-out/phll.csv bench-out/check_ours.csv bench-out/ours_seed0_p12.csv
+/usr/bin/python3 benches/hll_accuracy_report.py bench-out/ours.csv bench-out/phll.csv bench-out/check_ours.csv bench-out/ours_seed0_p12.csv bench-out/phll_clean.csv

@@ -58,14 +58,11 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"distributed_counter.database",
-        c"Database the compaction worker connects to.",
-        c"The worker compacts sharded counters of this database only.",
-        &WORKER_DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // A POSTMASTER-context GUC can only be defined while the postmaster loads the
+    // library (defining it later is FATAL); it matters only to the worker anyway.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        define_worker_database();
+    }
     GucRegistry::define_int_guc(
         c"distributed_counter.compact_interval",
         c"Milliseconds the compaction worker sleeps between passes.",
@@ -103,5 +100,16 @@ pub fn register() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+}
+
+fn define_worker_database() {
+    GucRegistry::define_string_guc(
+        c"distributed_counter.database",
+        c"Database the compaction worker connects to.",
+        c"The worker compacts sharded counters of this database only.",
+        &WORKER_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
 }

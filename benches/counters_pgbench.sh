@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Sharded counters under write contention, against baselines measured in the same run on
+# the same cluster (its own cluster dc_bench_counters, port 5494, release build, default synchronous_commit, the
+# compaction worker running with its default settings):
+#   32 clients on ONE hot key: counter_add vs single-row `UPDATE n = n + 1` vs a plain
+#   append-only INSERT; the same over 1,000 keys, uniform and Zipf (s = 1.1).
+#   While counter_add runs, counter_stats is sampled every second (pending rows,
+#   oldest_pending_age) and the pending table's size is reported.
+#   counter_value latency (p50/p99, 16 shards) on an idle server and under the Zipf
+#   write load, against a primary-key SELECT of one row under the same conditions.
+# Usage: benches/counters_pgbench.sh   (~5 min incl. the release build; SECONDS_PER_RUN=12,
+#        CLIENTS=32; SKIP_INSTALL=1 to reuse an installed release build)
+cd "$(dirname "$0")/.."
+source benches/lib.sh
+# A cluster of its own (other benchmarks restart and reconfigure dc_bench).
+BENCH_PORT=${COUNTERS_BENCH_PORT:-5494}
+exec 9>/tmp/distributed_counter.pg.lock
+flock 9
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  bench_log "installing the release build (fat LTO: a few minutes)"
+  cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/tmp/dc-counters-install.log 2>&1 \
+    || { tail -30 /tmp/dc-counters-install.log; exit 1; }
+fi
+./scripts/cluster.sh dc_bench_counters "$BENCH_PORT" "jit = off" "shared_buffers = '1GB'" \
+  "distributed_counter.database = '$BENCH_DB'" "synchronous_commit = on" "max_wal_size = '4GB'" 9>&-
+T=${SECONDS_PER_RUN:-12}
+C=${CLIENTS:-32}
+J=${THREADS:-2}
+KEYS=1000
+OUT=$(mktemp -d /tmp/counters_pgbench.XXXXXX)
+chmod 777 "$OUT"
+trap 'jobs -p | xargs -r kill 2>/dev/null || true; rm -rf "$OUT"' EXIT
+
+bench_fresh_db
+bq() { bpsql -d "$BENCH_DB" -At -c "$1"; }
+bpsql -d "$BENCH_DB" <<SQL >/dev/null
+CREATE EXTENSION distributed_counter;
+CREATE TABLE one_row (id int PRIMARY KEY, n int8 NOT NULL);
+INSERT INTO one_row VALUES (1, 0);
+CREATE TABLE key_rows (id int PRIMARY KEY, n int8 NOT NULL);
+INSERT INTO key_rows SELECT i, 0 FROM generate_series(1, $KEYS) i;
+CREATE TABLE appended (key text NOT NULL, delta int8 NOT NULL, at timestamptz NOT NULL DEFAULT now());
+SELECT counter_create('hot', 16), counter_create('uniform', 16), counter_create('zipf', 16);
+SQL
+# the worker serves $BENCH_DB, which was just re-created: wait until it is back
+for _ in $(seq 1 60); do
+  [ "$(bq "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor' AND datname = '$BENCH_DB'")" == 1 ] && break
+  sleep 0.5
+done
+bench_log "settings: $(bq "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('distributed_counter.compact_interval', 'distributed_counter.compact_batch', 'synchronous_commit', 'fsync')")"
+
+# Workload scripts. $1 = key choice.
+write_scripts() { # name keyexpr
+  local name=$1 pick=$2
+  printf '%s\n' "$pick" "UPDATE $( [ "$name" == hot ] && echo "one_row SET n = n + 1 WHERE id = 1" || echo "key_rows SET n = n + 1 WHERE id = :k");" > "$OUT/$name-update.sql"
+  printf '%s\n' "$pick" "INSERT INTO appended (key, delta) VALUES ('k' || :k, 1);" > "$OUT/$name-insert.sql"
+  printf '%s\n' "$pick" "SELECT counter_add('$name', 'k' || :k);" > "$OUT/$name-counter.sql"
+}
+write_scripts hot '\set k 1'
+write_scripts uniform "\\set k random(1, $KEYS)"
+write_scripts zipf "\\set k random_zipfian(1, $KEYS, 1.1)"
+chmod 644 "$OUT"/*.sql
+
+# run_pgbench FILE CLIENTS SECONDS [extra args] -> prints tps
+run_pgbench() {
+  local file=$1 clients=$2 secs=$3 log; shift 3
+  log=$(mktemp "$OUT/pgbench.XXXXXX")
+  runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -h localhost -p "$BENCH_PORT" -n \
+    -c "$clients" -j "$J" -T "$secs" -f "$file" "$@" "$BENCH_DB" > "$log" 2>&1 \
+    || { cat "$log" >&2; return 1; }
+  sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | head -1
+}
+
+# sample counter_stats for counter $1 every second while pid $2 lives
+sample_stats() {
+  local name=$1 pid=$2
+  while kill -0 "$pid" 2>/dev/null; do
+    bq "SELECT pending_rows, coalesce(extract(epoch FROM oldest_pending_age), 0) FROM counter_stats WHERE name = '$name'" \
+      >> "$OUT/samples-$name" 2>/dev/null || true
+    sleep 1
+  done
+}
+
+declare -A TPS
+for workload in hot uniform zipf; do
+  for kind in update insert counter; do
+    bq "CHECKPOINT" >/dev/null
+    if [ "$kind" == counter ]; then
+      : > "$OUT/samples-$workload"
+      run_pgbench "$OUT/$workload-$kind.sql" "$C" "$T" > "$OUT/tps" &
+      bp=$!
+      sample_stats "$workload" "$bp" &
+      wait $bp
+      TPS[$workload-$kind]=$(cat "$OUT/tps")
+    else
+      TPS[$workload-$kind]=$(run_pgbench "$OUT/$workload-$kind.sql" "$C" "$T")
+    fi
+    bench_log "$workload $kind: ${TPS[$workload-$kind]} tps"
+  done
+  # exactness spot check: every add of this run is counted
+  added=$(bq "SELECT sum(value) FROM counter_values('$workload', ARRAY(SELECT 'k' || i FROM generate_series(1, $KEYS) i))")
+  bench_log "$workload: counters hold $added adds; pending table $(bq "SELECT pg_size_pretty(pg_total_relation_size('counter_pending'))"); stats samples (pending_rows, oldest age s): max $(sort -n -k1 -t'|' "$OUT/samples-$workload" | tail -1), max age $(sort -g -k2 -t'|' "$OUT/samples-$workload" | tail -1 | cut -d'|' -f2)"
+  cp "$OUT/samples-$workload" "$OUT/keep-samples-$workload"
+done
+
+# read latency: idle, then under the Zipf write load; baseline a PK read of one row
+printf '%s\n' "\\set k random_zipfian(1, $KEYS, 1.1)" "SELECT counter_value('zipf', 'k' || :k);" > "$OUT/read-counter.sql"
+printf '%s\n' "\\set k random_zipfian(1, $KEYS, 1.1)" "SELECT n FROM key_rows WHERE id = :k;" > "$OUT/read-row.sql"
+chmod 644 "$OUT"/*.sql
+latency() { # file label -> "p50 p99" in ms from a pgbench latency log
+  rm -f "$OUT"/lat.*
+  (cd "$OUT" && run_pgbench "$1" 4 "$((T / 2))" -l --log-prefix="$OUT/lat" >/dev/null)
+  cat "$OUT"/lat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000}'
+}
+bench_log "read latency, idle"
+read -r c50 c99 <<< "$(latency "$OUT/read-counter.sql")"
+read -r r50 r99 <<< "$(latency "$OUT/read-row.sql")"
+bench_log "read latency, under the Zipf counter_add load ($C clients)"
+run_pgbench "$OUT/zipf-counter.sql" "$C" "$((T * 2 + 4))" > "$OUT/bg.tps" &
+bg=$!
+sleep 2
+read -r lc50 lc99 <<< "$(latency "$OUT/read-counter.sql")"
+read -r lr50 lr99 <<< "$(latency "$OUT/read-row.sql")"
+wait $bg
+pending_rows=$(bq "SELECT sum(pending_rows) FROM counter_stats")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "== counters_pgbench: $C clients, ${T}s per run, $(nproc) cores, release build =="
+printf '%-10s %12s %12s %12s %16s %16s\n' workload "UPDATE tps" "INSERT tps" "counter_add" "add/UPDATE" "add/INSERT"
+for w in hot uniform zipf; do
+  printf '%-10s %12s %12s %12s %15sx %15sx\n' "$w" "${TPS[$w-update]}" "${TPS[$w-insert]}" "${TPS[$w-counter]}" \
+    "$(ratio "${TPS[$w-counter]}" "${TPS[$w-update]}")" "$(ratio "${TPS[$w-counter]}" "${TPS[$w-insert]}")"
+done
+echo
+echo "worker under load (counter_stats sampled every 1 s; default compact_interval/batch):"
+for w in hot uniform zipf; do
+  printf '  %-8s max pending_rows %8s   max oldest_pending_age %6.2f s\n' "$w" \
+    "$(cut -d'|' -f1 "$OUT/keep-samples-$w" | sort -n | tail -1)" \
+    "$(cut -d'|' -f2 "$OUT/keep-samples-$w" | sort -g | tail -1)"
+done
+echo "  pending rows left after the last run: $pending_rows; counter_pending size now $(bq "SELECT pg_size_pretty(pg_total_relation_size('counter_pending'))")"
+echo
+echo "read latency, 4 clients, Zipf keys (ms):"
+printf '  %-34s p50 %7s  p99 %7s\n' "counter_value (16 shards), idle" "$c50" "$c99" \
+  "PK row SELECT, idle" "$r50" "$r99" \
+  "counter_value, under $C-client adds" "$lc50" "$lc99" \
+  "PK row SELECT, under $C-client adds" "$lr50" "$lr99"
+echo "  counter_value / PK SELECT p99: idle $(ratio "$c99" "$r99")x, under load $(ratio "$lc99" "$lr99")x"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# SPEC: everything but the worker works without shared_preload_libraries. A cluster
+# that does not preload the library creates the extension and uses every type.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PORT=5520
+./scripts/cluster.sh dc_nopreload "$PORT" "shared_preload_libraries = ''"
+trap 'pg_ctlcluster 15 dc_nopreload stop -m fast >/dev/null 2>&1 || true' EXIT
+q() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h localhost -p "$PORT" -d postgres "$@"; }
+q -c "DROP EXTENSION IF EXISTS distributed_counter CASCADE" -c "CREATE EXTENSION distributed_counter"
+[ "$(q -c "SHOW shared_preload_libraries")" = "" ] || { echo "library is preloaded"; exit 1; }
+got=$(q -c "SELECT approx_count_distinct(g) FROM generate_series(1, 50) g")
+[ "$got" = 50 ] || { echo "approx_count_distinct gave $got"; exit 1; }
+got=$(q -c "SELECT round(# hll_union_agg(h))::int FROM (SELECT hll_add_agg(hll_hash_integer(g)) h FROM generate_series(1, 60) g GROUP BY g % 3) s")
+[ "$got" = 60 ] || { echo "hll_union_agg gave $got"; exit 1; }
+q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'" | grep -qx 0
+q -c "DROP EXTENSION distributed_counter"
+echo "no_preload: extension works without shared_preload_libraries"
