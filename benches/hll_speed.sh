@@ -22,11 +22,20 @@ CREATE TABLE ours AS SELECT k, (SELECT dc.hll_add_agg(dc.hll_hash_bigint(k * 300
   FROM generate_series(1, 3000) j) AS h FROM generate_series(1, $SKETCHES) k;
 CREATE TABLE theirs AS SELECT k, (SELECT phll.hll_add_agg(phll.hll_hash_bigint(k * 3000 + j), 12)
   FROM generate_series(1, 3000) j) AS h FROM generate_series(1, $SKETCHES) k;
--- the same sketches with lz4 TOAST compression (a per-column user setting) for both
+-- the same sketches with lz4 TOAST compression and with no compression (STORAGE plain,
+-- fine up to p = 12): per-column user settings, applied to both implementations.
+-- The casts re-create each value so it is compressed afresh under the column setting.
 CREATE TABLE ours_lz4 (k int8, h dc.hll COMPRESSION lz4);
-INSERT INTO ours_lz4 SELECT * FROM ours;
+INSERT INTO ours_lz4 SELECT k, h::bytea::dc.hll FROM ours;
 CREATE TABLE theirs_lz4 (k int8, h phll.hll COMPRESSION lz4);
-INSERT INTO theirs_lz4 SELECT * FROM theirs;
+INSERT INTO theirs_lz4 SELECT k, phll.hll_union(h, phll.hll_empty(12)) FROM theirs;
+CREATE TABLE ours_plain (k int8, h dc.hll);
+ALTER TABLE ours_plain ALTER h SET STORAGE plain;
+INSERT INTO ours_plain SELECT k, h::bytea::dc.hll FROM ours;
+CREATE TABLE theirs_plain (k int8, h phll.hll);
+ALTER TABLE theirs_plain ALTER h SET STORAGE plain;
+INSERT INTO theirs_plain SELECT k, phll.hll_union(h, phll.hll_empty(12)) FROM theirs;
+VACUUM ANALYZE ours_plain; VACUUM ANALYZE theirs_plain;
 VACUUM ANALYZE ours; VACUUM ANALYZE theirs; VACUUM ANALYZE ours_lz4; VACUUM ANALYZE theirs_lz4;
 SQL
 fi
@@ -34,10 +43,13 @@ bpsql -d "$BENCH_DB" -At -c "SELECT 'stored bytes per sketch: ours ' || avg(pg_c
   -c "SELECT 'stored bytes per sketch: postgresql-hll ' || avg(pg_column_size(h))::int FROM theirs" \
   -c "SELECT 'forms: ours ' || string_agg(DISTINCT split_part(dc.hll_print(h), ',', 3), ';') FROM ours" \
   -c "SELECT 'stored bytes per sketch (lz4): ours ' || avg(pg_column_size(h))::int || ', postgresql-hll ' || (SELECT avg(pg_column_size(h))::int FROM theirs_lz4) FROM ours_lz4" \
+  -c "SELECT 'stored bytes per sketch (plain): ours ' || avg(pg_column_size(h))::int || ', postgresql-hll ' || (SELECT avg(pg_column_size(h))::int FROM theirs_plain) FROM ours_plain" \
+  -c "SELECT 'detoast only (sum(get_byte)) ms: ' || round(extract(epoch FROM clock_timestamp() - now()) * 1000) FROM (SELECT sum(get_byte(h::bytea, 100)) FROM ours) s" \
   -c "SELECT 'table MB: ours ' || pg_total_relation_size('ours') / 1048576 || ', postgresql-hll ' || pg_total_relation_size('theirs') / 1048576"
 # warm the caches
 bpsql -d "$BENCH_DB" -At -c "SELECT sum(id) FROM ids" -c "SELECT count(*) FROM ours" -c "SELECT count(*) FROM theirs" \
-  -c "SELECT count(*) FROM ours_lz4" -c "SELECT count(*) FROM theirs_lz4" >/dev/null
+  -c "SELECT count(*) FROM ours_lz4" -c "SELECT count(*) FROM theirs_lz4" \
+  -c "SELECT count(*) FROM ours_plain" -c "SELECT count(*) FROM theirs_plain" >/dev/null
 RUNS=${RUNS:-5}
 results=$(
   time_query count "SELECT count(*) FROM ids" "$RUNS"
@@ -49,6 +61,9 @@ results=$(
   time_query phll_union_agg "SELECT phll.hll_union_agg(h) FROM theirs" "$RUNS"
   time_query hll_union_agg_lz4 "SELECT dc.hll_union_agg(h) FROM ours_lz4" "$RUNS"
   time_query phll_union_agg_lz4 "SELECT phll.hll_union_agg(h) FROM theirs_lz4" "$RUNS"
+  time_query hll_union_agg_plain "SELECT dc.hll_union_agg(h) FROM ours_plain" "$RUNS"
+  time_query phll_union_agg_plain "SELECT phll.hll_union_agg(h) FROM theirs_plain" "$RUNS"
+  time_query detoast_only "SELECT sum(get_byte(h::bytea, 100)) FROM ours" "$RUNS"
 )
 mkdir -p bench-out
 echo "$results" > bench-out/hll_speed.txt

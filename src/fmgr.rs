@@ -45,9 +45,24 @@ unsafe extern "C-unwind" {
 
 /// True when called as an aggregate transition/combine function, i.e. the state
 /// argument belongs to the aggregate and may be modified in place.
+///
+/// The same test AggCheckCallContext makes (is `fcinfo->context` an AggState or a
+/// WindowAggState node?), done inline: it runs once per input row.
 #[inline(always)]
 pub unsafe fn in_aggregate(fcinfo: pg_sys::FunctionCallInfo) -> bool {
-    agg_check_call_context_raw(fcinfo, std::ptr::null_mut()) != 0
+    let context = (*fcinfo).context;
+    if context.is_null() {
+        return false;
+    }
+    let tag = (*context).type_;
+    tag == pg_sys::NodeTag::T_AggState || tag == pg_sys::NodeTag::T_WindowAggState
+}
+
+/// The out-of-line AggCheckCallContext, for code that also wants the aggregate context.
+#[inline]
+pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> Option<pg_sys::MemoryContext> {
+    let mut cx: pg_sys::MemoryContext = std::ptr::null_mut();
+    (agg_check_call_context_raw(fcinfo, &mut cx) != 0).then_some(cx)
 }
 
 #[inline(always)]
@@ -217,7 +232,10 @@ pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
 // ---- hex text form (`\x` + hex of the stored bytes), shared by the sketch types ----------
 
 /// Parse the text form `\x` + hexadecimal digits of a value of type `type_name`.
-pub fn parse_hex(text: &[u8], type_name: &str) -> Result<Vec<u8>, distributed_counter_core::CoreError> {
+pub fn parse_hex(
+    text: &[u8],
+    type_name: &str,
+) -> Result<Vec<u8>, distributed_counter_core::CoreError> {
     use distributed_counter_core::CoreError;
     let syntax = || CoreError::invalid_text(format!("invalid input syntax for type {type_name}"));
     let Some(hex) = text.strip_prefix(b"\\x") else {
@@ -237,7 +255,9 @@ pub fn parse_hex(text: &[u8], type_name: &str) -> Result<Vec<u8>, distributed_co
             b'0'..=b'9' => Ok(c - b'0'),
             b'a'..=b'f' => Ok(c - b'a' + 10),
             b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(syntax().with_detail(format!("invalid hexadecimal digit at offset {}", at + 2))),
+            _ => {
+                Err(syntax().with_detail(format!("invalid hexadecimal digit at offset {}", at + 2)))
+            }
         }
     };
     let mut out = Vec::with_capacity(hex.len() / 2);

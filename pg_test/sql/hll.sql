@@ -2,6 +2,9 @@
 -- dump/restore, COPY (text and binary), GROUP BY, bad input. Runs in database dc_regress.
 \set ON_ERROR_STOP 0
 SELECT pg_postmaster_start_time() AS started \gset
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS distributed_counter CASCADE;
+RESET client_min_messages;
 CREATE SCHEMA dc;
 CREATE EXTENSION distributed_counter SCHEMA dc;
 CREATE SCHEMA phll;

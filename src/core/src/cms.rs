@@ -127,6 +127,37 @@ fn first_and_step(h: u64, width: u32) -> (u64, u64) {
     (h1 % w, h2 % w)
 }
 
+/// `a % width` for `a < 2^32` without a division instruction (D. Lemire, O. Kaser,
+/// N. Kurz, "Faster remainder by direct computation", 2019): exact for every 32-bit `a`
+/// and `width >= 1`. The aggregate's per-row path keeps one per sketch width, so the
+/// two remainders of [`first_and_step`] cost two multiplications instead of two
+/// divisions; the result is the same, so the stored-format mapping is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CmsDivisor {
+    width: u32,
+    magic: u64,
+}
+
+impl CmsDivisor {
+    /// The divisor for `width` (>= 1).
+    pub fn new(width: u32) -> CmsDivisor {
+        let width = width.max(1);
+        CmsDivisor {
+            width,
+            magic: (u64::MAX / width as u64).wrapping_add(1),
+        }
+    }
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    /// `a % width` for `a < 2^32`.
+    #[inline(always)]
+    fn rem(&self, a: u64) -> u64 {
+        let low = self.magic.wrapping_mul(a);
+        ((low as u128 * self.width as u128) >> 64) as u64
+    }
+}
+
 /// Calls `f(row_offset + column)` for every row, i.e. the counter index in row-major order.
 #[inline(always)]
 fn for_each_index(h: u64, width: u32, depth: u32, mut f: impl FnMut(usize)) {
@@ -146,6 +177,7 @@ fn for_each_index(h: u64, width: u32, depth: u32, mut f: impl FnMut(usize)) {
 
 /// Checks what memory safety needs (version, kind, dimensions, exact length) and
 /// returns (width, depth). O(1).
+#[inline(always)]
 fn layout(bytes: &[u8]) -> Result<(u32, u32)> {
     if bytes.len() < CMS_HEADER_LEN {
         return Err(CoreError::invalid_binary(format!(
@@ -429,26 +461,63 @@ impl Cms {
     /// to come from [`Cms::encode`] / a validated value. Arithmetic is checked, so a
     /// corrupt buffer yields an error, never a panic. On error the buffer is unchanged.
     pub fn add_in_place(encoded: &mut [u8], h: u64, count: u64) -> Result<()> {
+        let (width, _) = layout(encoded)?;
+        Self::add_in_place_with(encoded, &CmsDivisor::new(width), h, count)
+    }
+
+    /// [`Cms::add_in_place`] with a precomputed [`CmsDivisor`] (the per-row path of an
+    /// aggregate keeps one). A divisor for another width is ignored (recomputed), so the
+    /// result never depends on it.
+    #[inline]
+    pub fn add_in_place_with(
+        encoded: &mut [u8],
+        divisor: &CmsDivisor,
+        h: u64,
+        count: u64,
+    ) -> Result<()> {
         let (width, depth) = layout(encoded)?;
+        let fresh;
+        let divisor = if divisor.width == width {
+            divisor
+        } else {
+            fresh = CmsDivisor::new(width);
+            &fresh
+        };
         let total = read_u64(encoded, 26);
         let new_total = within_total_range(total.checked_add(count).ok_or_else(total_overflow)?)?;
         if count == 0 {
             return Ok(());
         }
-        // Check every counter first so an error leaves the buffer untouched.
-        let mut ok = true;
-        for_each_index(h, width, depth, |i| {
-            let at = CMS_HEADER_LEN + i * 8;
-            ok &= read_u64(encoded, at).checked_add(count).is_some();
-        });
-        if !ok {
-            return Err(CoreError::overflow("cms counter overflow"));
+        // One pass (this is the aggregate's per-row path). In a well-formed buffer every
+        // counter is <= total, so no counter can overflow once the total did not; a
+        // corrupt buffer may still overflow one, and then the rows already updated are
+        // rolled back so the buffer is unchanged.
+        let w = width as u64;
+        let mut col = divisor.rem(h & 0xFFFF_FFFF);
+        let step = divisor.rem((h >> 32) | 1);
+        let mut base = 0u64;
+        for row in 0..depth {
+            let at = CMS_HEADER_LEN + (base + col) as usize * 8;
+            match read_u64(encoded, at).checked_add(count) {
+                Some(v) => write_u64(encoded, at, v),
+                None => {
+                    let mut undone = 0;
+                    for_each_index(h, width, depth, |i| {
+                        if undone < row {
+                            let at = CMS_HEADER_LEN + i * 8;
+                            write_u64(encoded, at, read_u64(encoded, at) - count);
+                            undone += 1;
+                        }
+                    });
+                    return Err(CoreError::overflow("cms counter overflow"));
+                }
+            }
+            col += step;
+            if col >= w {
+                col -= w;
+            }
+            base += w;
         }
-        for_each_index(h, width, depth, |i| {
-            let at = CMS_HEADER_LEN + i * 8;
-            let v = read_u64(encoded, at) + count;
-            write_u64(encoded, at, v);
-        });
         write_u64(encoded, 26, new_total);
         Ok(())
     }
@@ -578,6 +647,62 @@ mod tests {
             ErrorKind::Overflow
         );
         assert_eq!(enc2, before.encode());
+    }
+
+    #[test]
+    fn divisor_remainder_is_exact() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut widths = vec![1u32, 2, 3, 6, 7, 272, 2719, 65536, u32::MAX - 1, u32::MAX];
+        widths.extend((0..200).map(|_| rng.gen_range(1..=u32::MAX)));
+        for &w in &widths {
+            let d = CmsDivisor::new(w);
+            let mut values = vec![
+                0u64,
+                1,
+                w as u64 - 1,
+                w as u64,
+                u32::MAX as u64,
+                u32::MAX as u64 - 1,
+            ];
+            values.extend((0..2000).map(|_| rng.gen::<u32>() as u64));
+            for a in values {
+                assert_eq!(d.rem(a), a % w as u64, "{a} % {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn add_in_place_with_any_divisor_matches_add_hash() {
+        let mut c = Cms::new(0.01, 0.01).unwrap();
+        let mut enc = c.encode();
+        let right = CmsDivisor::new(c.width());
+        let wrong = CmsDivisor::new(c.width() + 1);
+        for i in 0..5000i64 {
+            let h = hash_i64(i % 377, 0);
+            c.add_hash(h, 2).unwrap();
+            let d = if i % 2 == 0 { &right } else { &wrong };
+            Cms::add_in_place_with(&mut enc, d, h, 2).unwrap();
+        }
+        assert_eq!(enc, c.encode());
+    }
+
+    #[test]
+    fn add_in_place_rolls_back_on_a_corrupt_counter() {
+        // A counter above the total (corrupt, never produced by this code) in the last
+        // row overflows after the earlier rows were updated: they are rolled back.
+        let c = Cms::new(0.5, 0.01).unwrap();
+        assert_eq!(c.depth(), 5);
+        let h = 0x1234_5678_9abc_def0;
+        let mut last = 0;
+        for_each_index(h, c.width(), c.depth(), |i| last = i);
+        let mut enc = c.encode();
+        write_u64(&mut enc, CMS_HEADER_LEN + last * 8, u64::MAX);
+        let before = enc.clone();
+        assert_eq!(
+            Cms::add_in_place(&mut enc, h, 3).unwrap_err().kind,
+            ErrorKind::Overflow
+        );
+        assert_eq!(enc, before);
     }
 
     #[test]

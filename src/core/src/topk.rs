@@ -69,6 +69,8 @@ struct Entry {
     next: u32,
 }
 
+/// Total order used when a union must drop entries: the smallest under
+/// `(count, xxh3(item), item)` go first, so the kept set depends only on contents.
 #[inline(always)]
 fn rank(a: &Entry, b: &Entry) -> Ordering {
     (a.count, a.hash)
@@ -390,6 +392,18 @@ impl TopK {
     fn increment(&mut self, slot: u32, w: u64) {
         let old = self.entries[slot as usize].bucket;
         let count = self.entries[slot as usize].count + w;
+        // Fast path (the common case for heavy hitters, whose counts are unique): the
+        // entry is alone in its bucket and no bucket lies in (old count, count], so the
+        // bucket can simply be relabelled; order and tie-breaking are unchanged.
+        let b = self.buckets[old as usize];
+        if b.head == slot
+            && b.tail == slot
+            && (b.next == NIL || self.buckets[b.next as usize].count > count)
+        {
+            self.buckets[old as usize].count = count;
+            self.entries[slot as usize].count = count;
+            return;
+        }
         // Find (or make) the target before detaching: it differs from `old`, and `old`
         // may be freed by the detach.
         let target = self.bucket_for(count, old);
@@ -782,7 +796,7 @@ mod tests {
 
     type Truth = HashMap<Vec<u8>, u64>;
 
-    /// Heap nodes mirror their entries, positions agree, the heap property holds, and
+    /// Buckets ascend by count, links agree both ways, no bucket is empty, and
     /// the index finds every entry.
     fn assert_consistent(t: &TopK) {
         let mut seen = 0usize;

@@ -1,0 +1,263 @@
+//! SQL glue for `cms` (count-min sketch, see `distributed_counter_core::cms`).
+//!
+//! The stored form has a fixed size for given eps/delta, so the aggregates update the
+//! transition state (the `cms` value itself) in place when PostgreSQL calls them as
+//! aggregates and the state is a plain 4-byte-header value, returning the same pointer
+//! (no copy, BUILD.md "Aggregate hot path"). Values hash exactly as `hll_hash_any`
+//! (seed 0), so `cms_count(s, 5)` finds what `cms_add_agg(5::bigint)` added.
+
+use crate::error::{invalid_parameter, OrRaise};
+use crate::fmgr::*;
+use crate::hashing::HashPlan;
+use crate::sql_function;
+use distributed_counter_core::cms::{Cms, CmsDivisor};
+use pgrx::pg_sys;
+
+/// SPEC.md defaults of `cms_empty` and the one-argument `cms_add_agg`.
+const DEFAULT_EPS: f64 = 0.001;
+const DEFAULT_DELTA: f64 = 0.01;
+
+// ---- conversions ------------------------------------------------------------------------
+
+/// The payload of a stored cms datum after an O(1) header check (layout, parameters).
+/// Values reach SQL only through validating input functions, so the counters are trusted.
+unsafe fn cms_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    let bytes = varlena_bytes(datum);
+    Cms::read_header(bytes).or_raise();
+    bytes
+}
+
+unsafe fn cms_datum(bytes: &[u8]) -> pg_sys::Datum {
+    ptr_datum(bytes_to_varlena(bytes))
+}
+
+#[inline(always)]
+fn check_count(count: i64) -> u64 {
+    if count < 0 {
+        invalid_parameter(
+            format!("cms count must not be negative, got {count}"),
+            Some("A count-min sketch only counts additions; use a count >= 0."),
+        );
+    }
+    count as u64
+}
+
+// ---- I/O ----------------------------------------------------------------------------------
+
+sql_function! { fn cms_in(fcinfo) {
+    let bytes = parse_hex(cstring_arg(arg_datum(fcinfo, 0)), "cms").or_raise();
+    Cms::validate(&bytes).or_raise_text();
+    cms_datum(&bytes)
+}}
+
+sql_function! { fn cms_out(fcinfo) {
+    cstring_datum(&to_hex(varlena_bytes(arg_datum(fcinfo, 0))))
+}}
+
+sql_function! { fn cms_recv(fcinfo) {
+    let bytes = recv_bytes(arg_datum(fcinfo, 0));
+    Cms::validate(bytes).or_raise();
+    cms_datum(bytes)
+}}
+
+sql_function! { fn cms_send(fcinfo) {
+    bytea_datum(varlena_bytes(arg_datum(fcinfo, 0)))
+}}
+
+sql_function! {
+    /// `bytea -> cms` cast: validates (22P03 on bad bytes).
+    fn cms_from_bytea(fcinfo) {
+    let bytes = varlena_bytes(arg_datum(fcinfo, 0));
+    Cms::validate(bytes).or_raise();
+    cms_datum(bytes)
+}}
+
+// ---- functions --------------------------------------------------------------------------
+
+sql_function! { fn cms_empty(fcinfo) {
+    let eps = arg_f64(fcinfo, 0).unwrap_or(DEFAULT_EPS);
+    let delta = arg_f64(fcinfo, 1).unwrap_or(DEFAULT_DELTA);
+    cms_datum(&Cms::empty_encoded(eps, delta).or_raise())
+}}
+
+sql_function! {
+    /// `cms_add(cms, anyelement, count DEFAULT 1)`. Not strict: a NULL sketch starts as
+    /// `cms_empty()`, a NULL value or count adds nothing.
+    fn cms_add(fcinfo) {
+    let count = match nargs(fcinfo) {
+        n if n >= 3 => arg_i64(fcinfo, 2),
+        _ => Some(1),
+    };
+    let (Some(count), false) = (count, arg_is_null(fcinfo, 1)) else {
+        return if arg_is_null(fcinfo, 0) { return_null(fcinfo) } else { arg_datum(fcinfo, 0) };
+    };
+    let count = check_count(count);
+    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    let mut bytes = if arg_is_null(fcinfo, 0) {
+        Cms::empty_encoded(DEFAULT_EPS, DEFAULT_DELTA).or_raise()
+    } else {
+        cms_bytes(arg_datum(fcinfo, 0)).to_vec()
+    };
+    Cms::add_in_place(&mut bytes, h, count).or_raise();
+    cms_datum(&bytes)
+}}
+
+sql_function! { fn cms_count(fcinfo) {
+    let bytes = cms_bytes(arg_datum(fcinfo, 0));
+    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    datum_i64(Cms::count_in_place(bytes, h).or_raise() as i64)
+}}
+
+sql_function! { fn cms_total(fcinfo) {
+    datum_i64(Cms::read_header(varlena_bytes(arg_datum(fcinfo, 0))).or_raise().total as i64)
+}}
+
+sql_function! { fn cms_eps(fcinfo) {
+    datum_f64(Cms::read_header(varlena_bytes(arg_datum(fcinfo, 0))).or_raise().eps)
+}}
+
+sql_function! { fn cms_delta(fcinfo) {
+    datum_f64(Cms::read_header(varlena_bytes(arg_datum(fcinfo, 0))).or_raise().delta)
+}}
+
+sql_function! { fn cms_union(fcinfo) {
+    let mut a = cms_bytes(arg_datum(fcinfo, 0)).to_vec();
+    Cms::merge_in_place(&mut a, varlena_bytes(arg_datum(fcinfo, 1))).or_raise();
+    cms_datum(&a)
+}}
+
+sql_function! { fn cms_print(fcinfo) {
+    let bytes = varlena_bytes(arg_datum(fcinfo, 0));
+    let h = Cms::read_header(bytes).or_raise();
+    text_datum(&format!(
+        "cms v{}: eps {}, delta {}, width {}, depth {}, total {}, {} bytes",
+        bytes[0], h.eps, h.delta, h.width, h.depth, h.total, bytes.len()
+    ))
+}}
+
+// Equality compares the canonical stored bytes; the btree order is byte order (it means
+// nothing about frequencies, it lets DISTINCT / UNION / merge joins sort).
+sql_function! { fn cms_eq(fcinfo) {
+    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
+}}
+sql_function! { fn cms_ne(fcinfo) {
+    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
+}}
+unsafe fn cms_compare(fcinfo: pg_sys::FunctionCallInfo) -> std::cmp::Ordering {
+    varlena_bytes(arg_datum(fcinfo, 0)).cmp(varlena_bytes(arg_datum(fcinfo, 1)))
+}
+sql_function! { fn cms_cmp(fcinfo) { pg_sys::Datum::from(cms_compare(fcinfo) as i32) }}
+sql_function! { fn cms_lt(fcinfo) { datum_bool(cms_compare(fcinfo).is_lt()) }}
+sql_function! { fn cms_le(fcinfo) { datum_bool(cms_compare(fcinfo).is_le()) }}
+sql_function! { fn cms_gt(fcinfo) { datum_bool(cms_compare(fcinfo).is_gt()) }}
+sql_function! { fn cms_ge(fcinfo) { datum_bool(cms_compare(fcinfo).is_ge()) }}
+sql_function! { fn cms_hash(fcinfo) {
+    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
+    pg_sys::Datum::from(h as i32)
+}}
+
+// ---- aggregates ---------------------------------------------------------------------------
+
+/// The transition state as a writable byte slice, if it may be modified in place: we
+/// are called as an aggregate and the state is a plain 4-byte-header value.
+#[inline(always)]
+unsafe fn owned_state<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a mut [u8]> {
+    if arg_is_null(fcinfo, 0) {
+        return None;
+    }
+    let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
+    if is_plain_4b(ptr) && in_aggregate(fcinfo) {
+        Some(plain_4b_payload(ptr))
+    } else {
+        None
+    }
+}
+
+/// The remainder helper of the sketch width this backend last added to, so the per-row
+/// path multiplies instead of dividing. A PostgreSQL backend is single-threaded; a stale
+/// or foreign divisor is harmless (core recomputes one that does not fit the width).
+static mut LAST_DIVISOR: Option<CmsDivisor> = None;
+
+#[inline(always)]
+unsafe fn divisor_for(state: &[u8]) -> CmsDivisor {
+    let width = match state.get(2..6) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => 1,
+    };
+    match LAST_DIVISOR {
+        Some(d) if d.width() == width => d,
+        _ => {
+            let d = CmsDivisor::new(width);
+            LAST_DIVISOR = Some(d);
+            d
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn state_or_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    if arg_is_null(fcinfo, 0) {
+        return_null(fcinfo)
+    } else {
+        arg_datum(fcinfo, 0)
+    }
+}
+
+sql_function! {
+    /// Transition of every `cms_add_agg`: (state, value), (state, value, eps, delta) and
+    /// (state, value, count, eps, delta). eps/delta are read when the state is created
+    /// (first non-NULL value of a group); NULL eps/delta mean the defaults. A NULL value
+    /// or count adds nothing.
+    fn cms_add_trans(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        return state_or_null(fcinfo);
+    }
+    let weighted = nargs(fcinfo) == 5;
+    let count = if weighted {
+        match arg_i64(fcinfo, 2) {
+            Some(c) => check_count(c),
+            None => return state_or_null(fcinfo),
+        }
+    } else {
+        1
+    };
+    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    if let Some(state) = owned_state(fcinfo) {
+        let divisor = divisor_for(state);
+        Cms::add_in_place_with(state, &divisor, h, count).or_raise();
+        return arg_datum(fcinfo, 0);
+    }
+    let mut bytes = if arg_is_null(fcinfo, 0) {
+        let at = if weighted { 3 } else { 2 };
+        let eps = arg_f64(fcinfo, at).unwrap_or(DEFAULT_EPS);
+        let delta = arg_f64(fcinfo, at + 1).unwrap_or(DEFAULT_DELTA);
+        Cms::empty_encoded(eps, delta).or_raise()
+    } else {
+        cms_bytes(arg_datum(fcinfo, 0)).to_vec()
+    };
+    Cms::add_in_place(&mut bytes, h, count).or_raise();
+    // A new value in CurrentMemoryContext: PostgreSQL copies it into the aggregate
+    // context once; from the next row on the state is updated in place.
+    cms_datum(&bytes)
+}}
+
+sql_function! {
+    /// `cms_union_agg` transition and the combine function of every cms aggregate.
+    fn cms_union_trans(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        return state_or_null(fcinfo);
+    }
+    let input = varlena_bytes(arg_datum(fcinfo, 1));
+    if arg_is_null(fcinfo, 0) {
+        // First value: validate it and take a private copy.
+        Cms::validate(input).or_raise();
+        return cms_datum(input);
+    }
+    if let Some(state) = owned_state(fcinfo) {
+        Cms::merge_in_place(state, input).or_raise();
+        return arg_datum(fcinfo, 0);
+    }
+    let mut bytes = cms_bytes(arg_datum(fcinfo, 0)).to_vec();
+    Cms::merge_in_place(&mut bytes, input).or_raise();
+    cms_datum(&bytes)
+}}

@@ -1,0 +1,396 @@
+// #[pg_test]s for cms and topk; included into the tests module of src/lib.rs (no use
+// lines here: the parent has them). Server-level checks (parallel plans, dump/restore,
+// COPY, fuzzed input) are in pg_test/sql/sketches.sql.
+
+fn sketch_sqlstate(sql: &str) -> (String, String) {
+    // Run `sql` in a PL/pgSQL block and report the SQLSTATE and hint it raised.
+    let block = format!(
+        "DO $do$ DECLARE st text; h text; BEGIN {sql}; RAISE EXCEPTION 'no error'; \
+         EXCEPTION WHEN OTHERS THEN GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, h = PG_EXCEPTION_HINT; \
+         PERFORM set_config('sketch_test.state', st, true); PERFORM set_config('sketch_test.hint', h, true); END $do$"
+    );
+    Spi::run(&block).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    (
+        one::<String>("SELECT current_setting('sketch_test.state')"),
+        one::<String>("SELECT current_setting('sketch_test.hint')"),
+    )
+}
+
+// ---- cms ---------------------------------------------------------------------------------
+
+#[pg_test]
+fn cms_empty_and_parameters() {
+    assert_eq!(one::<i64>("SELECT cms_total(cms_empty())"), 0);
+    assert_eq!(one::<f64>("SELECT cms_eps(cms_empty())"), 0.001);
+    assert_eq!(one::<f64>("SELECT cms_delta(cms_empty())"), 0.01);
+    assert_eq!(
+        one::<i32>("SELECT pg_column_size(cms_empty())"),
+        4 + 34 + 2719 * 5 * 8
+    );
+    assert_eq!(
+        one::<i32>("SELECT pg_column_size(cms_empty(0.1, 0.1))"),
+        4 + 34 + 28 * 3 * 8
+    );
+    let p: String = one("SELECT cms_print(cms_empty(0.01, 0.05))");
+    assert!(
+        p.contains("width 272") && p.contains("depth 3") && p.contains("total 0"),
+        "{p}"
+    );
+    assert_eq!(one::<i64>("SELECT cms_count(cms_empty(), 42)"), 0);
+    assert_eq!(sketch_sqlstate("PERFORM cms_empty(0, 0.01)").0, "22023");
+    assert_eq!(sketch_sqlstate("PERFORM cms_empty(0.01, 1)").0, "22023");
+    assert_eq!(sketch_sqlstate("PERFORM cms_empty(1e-12, 0.01)").0, "22023");
+    assert!(is_null("SELECT cms_empty(NULL, 0.01)"));
+}
+
+#[pg_test]
+fn cms_add_count_and_nulls() {
+    assert_eq!(
+        one::<i64>("SELECT cms_count(cms_add(cms_empty(), 'a'::text), 'a'::text)"),
+        1
+    );
+    assert_eq!(
+        one::<i64>("SELECT cms_count(cms_add(cms_empty(), 'a'::text, 7), 'a'::text)"),
+        7
+    );
+    assert_eq!(
+        one::<i64>("SELECT cms_total(cms_add(cms_add(cms_empty(), 1, 3), 2, 4))"),
+        7
+    );
+    // NULL sketch starts empty (default parameters); NULL value or count adds nothing
+    assert_eq!(one::<i64>("SELECT cms_count(cms_add(NULL::cms, 5), 5)"), 1);
+    assert_eq!(one::<f64>("SELECT cms_eps(cms_add(NULL::cms, 5))"), 0.001);
+    assert_eq!(
+        one::<i64>("SELECT cms_total(cms_add(cms_empty(), NULL::int4))"),
+        0
+    );
+    assert_eq!(
+        one::<i64>("SELECT cms_total(cms_add(cms_empty(), 5, NULL))"),
+        0
+    );
+    assert!(is_null("SELECT cms_add(NULL::cms, NULL::int4)"));
+    assert!(is_null("SELECT cms_count(NULL::cms, 5)"));
+    assert!(is_null("SELECT cms_count(cms_empty(), NULL::int4)"));
+    assert!(is_null("SELECT cms_total(NULL)"));
+    // count 0 is allowed, negative is 22023
+    assert_eq!(
+        one::<i64>("SELECT cms_total(cms_add(cms_empty(), 5, 0))"),
+        0
+    );
+    let (state, hint) = sketch_sqlstate("PERFORM cms_add(cms_empty(), 5, -1)");
+    assert_eq!(state, "22023");
+    assert!(hint.contains(">= 0"), "{hint}");
+    assert_eq!(
+        sketch_sqlstate(
+            "PERFORM cms_add_agg(g, -1::int8, 0.01, 0.01) FROM generate_series(1, 3) g"
+        )
+        .0,
+        "22023"
+    );
+    // total overflow is 22003
+    assert_eq!(
+        sketch_sqlstate("PERFORM cms_add(cms_add(cms_empty(0.1, 0.1), 1, 9223372036854775807), 2)")
+            .0,
+        "22003"
+    );
+}
+
+#[pg_test]
+fn cms_aggregates_and_nulls() {
+    assert!(is_null(
+        "SELECT cms_add_agg(g) FROM generate_series(1, 0) g"
+    ));
+    assert!(is_null(
+        "SELECT cms_add_agg(NULL::int4) FROM generate_series(1, 3)"
+    ));
+    assert!(is_null(
+        "SELECT cms_union_agg(NULL::cms) FROM generate_series(1, 3)"
+    ));
+    assert_eq!(one::<i64>("SELECT cms_total(cms_add_agg(CASE WHEN g % 2 = 0 THEN g END)) FROM generate_series(1, 10) g"), 5);
+    assert_eq!(
+        one::<i64>("SELECT cms_count(cms_add_agg(g % 3), 1) FROM generate_series(1, 30) g"),
+        10
+    );
+    let p: String =
+        one("SELECT cms_print(cms_add_agg(g, 0.01, 0.05)) FROM generate_series(1, 100) g");
+    assert!(
+        p.contains("width 272") && p.contains("depth 3") && p.contains("total 100"),
+        "{p}"
+    );
+    // weighted: sum of counts; NULL count adds nothing
+    assert_eq!(one::<i64>("SELECT cms_count(cms_add_agg(g % 2, g::int8, 0.001, 0.01), 0) FROM generate_series(1, 10) g"), 30);
+    assert_eq!(one::<i64>("SELECT cms_total(cms_add_agg(g, CASE WHEN g > 5 THEN 1 END::int8, 0.001, 0.01)) FROM generate_series(1, 10) g"), 5);
+    // aggregate and scalar adds build identical sketches
+    assert!(one::<bool>(
+        "SELECT cms_add_agg(g::text) = (SELECT cms_add(cms_add(cms_add(cms_empty(), '1'::text), '2'::text), '3'::text)) FROM generate_series(1, 3) g"
+    ));
+    // never below the true count, on a skewed column
+    assert_eq!(
+        one::<i64>(
+            "WITH d AS (SELECT (g * g) % 1000 AS v FROM generate_series(1, 20000) g), \
+             s AS (SELECT cms_add_agg(v, 0.01, 0.01) AS s FROM d) \
+             SELECT count(*) FROM (SELECT v, count(*) AS n FROM d GROUP BY v) t, s WHERE cms_count(s.s, t.v) < t.n"
+        ),
+        0
+    );
+}
+
+#[pg_test]
+fn cms_hashing_agrees_across_int_widths_and_with_hll_hash_any() {
+    let q = |add: &str, probe: &str| -> i64 {
+        one(&format!(
+            "SELECT cms_count(cms_add_agg({add}), {probe}) FROM generate_series(1, 5) g"
+        ))
+    };
+    assert_eq!(q("5::bigint", "5"), 5);
+    assert_eq!(q("5::int2", "5::int8"), 5);
+    assert_eq!(q("5::int4", "5::int2"), 5);
+    assert_eq!(q("'abc'::varchar", "'abc'::text"), 5);
+    assert_eq!(q("'abc'::bytea", "'abc'::text"), 5);
+    // values that hash alike (hll_hash_any) build identical sketches
+    assert!(one::<bool>(
+        "SELECT cms_add_agg(g::int2) = cms_add_agg(g::int8) FROM generate_series(1, 100) g"
+    ));
+    assert!(one::<bool>(
+        "SELECT cms_add_agg(g::text) = cms_add_agg(g::text::bytea) FROM generate_series(1, 100) g"
+    ));
+    // uuid and send-form types hash as in hll_hash_any: uuid == its 16 bytes, float8 ==
+    // its send form
+    assert!(one::<bool>(
+        "SELECT cms_add(cms_empty(), 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid) = \
+                cms_add(cms_empty(), '\\xa0eebc999c0b4ef8bb6d6bb9bd380a11'::bytea)"
+    ));
+    assert!(one::<bool>(
+        "SELECT cms_add(cms_empty(), 1.5::float8) = cms_add(cms_empty(), float8send(1.5))"
+    ));
+    // hll_hash_any and hll_hash_bytea agree, so the above pins cms to hll_hash_any
+    assert!(one::<bool>(
+        "SELECT hll_hash_any(1.5::float8)::int8 = hll_hash_bytea(float8send(1.5))::int8"
+    ));
+}
+
+#[pg_test]
+fn cms_union_equals_whole_and_mismatch_is_22023() {
+    assert!(one::<bool>(
+        "WITH parts AS (SELECT g % 4 AS p, cms_add_agg(g % 97) AS s FROM generate_series(1, 5000) g GROUP BY 1) \
+         SELECT (SELECT cms_union_agg(s) FROM parts) = (SELECT cms_add_agg(g % 97) FROM generate_series(1, 5000) g)"
+    ));
+    assert!(one::<bool>(
+        "SELECT cms_union(cms_add(cms_empty(), 1), cms_add(cms_empty(), 2)) = cms_add(cms_add(cms_empty(), 1), 2)"
+    ));
+    assert!(one::<bool>("SELECT (cms_add(cms_empty(), 1) || cms_add(cms_empty(), 2)) = cms_add(cms_add(cms_empty(), 2), 1)"));
+    assert!(is_null("SELECT cms_union(cms_empty(), NULL)"));
+    let (state, hint) =
+        sketch_sqlstate("PERFORM cms_union(cms_empty(0.01, 0.01), cms_empty(0.001, 0.01))");
+    assert_eq!(state, "22023");
+    assert!(hint.contains("same eps and delta"), "{hint}");
+    let (state, hint) = sketch_sqlstate(
+        "PERFORM cms_union_agg(s) FROM (VALUES (cms_empty(0.01, 0.01)), (cms_empty(0.01, 0.001))) v(s)",
+    );
+    assert_eq!(state, "22023");
+    assert!(hint.contains("same eps and delta"), "{hint}");
+}
+
+#[pg_test]
+fn cms_io_casts_and_equality() {
+    assert!(one::<bool>("SELECT s::text::cms = s FROM (SELECT cms_add_agg(g, 0.1, 0.1) AS s FROM generate_series(1, 50) g) t"));
+    assert!(one::<bool>("SELECT s::bytea::cms = s FROM (SELECT cms_add_agg(g, 0.1, 0.1) AS s FROM generate_series(1, 50) g) t"));
+    assert!(one::<bool>(
+        "SELECT cms_send(s) = s::bytea FROM (SELECT cms_add(cms_empty(0.1, 0.1), 3) AS s) t"
+    ));
+    assert!(one::<String>("SELECT cms_empty(0.5, 0.5)::text").starts_with("\\x0110"));
+    assert!(one::<bool>(
+        "SELECT cms_empty(0.1, 0.1) <> cms_add(cms_empty(0.1, 0.1), 1)"
+    ));
+    assert_eq!(one::<i64>("SELECT count(DISTINCT s) FROM (VALUES (cms_empty(0.1,0.1)), (cms_empty(0.1,0.1)), (cms_empty(0.2,0.1))) v(s)"), 2);
+    assert_eq!(sketch_sqlstate("PERFORM 'nothex'::cms").0, "22P02");
+    assert_eq!(sketch_sqlstate("PERFORM '\\x0110'::cms").0, "22P02");
+    assert_eq!(sketch_sqlstate("PERFORM '\\x0110'::bytea::cms").0, "22P03");
+    // a counter changed so its row no longer sums to the total
+    assert_eq!(
+        sketch_sqlstate("PERFORM set_byte(cms_add(cms_empty(0.5, 0.5), 1)::bytea, 40, 7)::cms").0,
+        "22P03"
+    );
+}
+
+// ---- topk --------------------------------------------------------------------------------
+
+#[pg_test]
+fn topk_list_order_and_counts() {
+    Spi::run("CREATE TEMP TABLE tk AS SELECT v FROM (VALUES ('a', 5), ('b', 3), ('c', 9), ('d', 1)) s(v, n), generate_series(1, n)")
+        .unwrap();
+    let rows: Vec<(String, i64, i64)> = Spi::connect(|c| {
+        c.select(
+            "SELECT value, count, error FROM topk_list((SELECT topk_add_agg(v, 3) FROM tk))",
+            None,
+            &[],
+        )
+        .unwrap()
+        .map(|r| {
+            (
+                r.get::<String>(1).unwrap().unwrap(),
+                r.get::<i64>(2).unwrap().unwrap(),
+                r.get::<i64>(3).unwrap().unwrap(),
+            )
+        })
+        .collect()
+    });
+    assert_eq!(
+        rows,
+        vec![("c".into(), 9, 0), ("a".into(), 5, 0), ("b".into(), 3, 0)]
+    );
+    assert_eq!(one::<i64>("SELECT topk_total(topk_add_agg(v)) FROM tk"), 18);
+    assert_eq!(one::<i32>("SELECT topk_k(topk_add_agg(v)) FROM tk"), 10);
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM topk_list((SELECT topk_add_agg(v) FROM tk))"),
+        4
+    );
+    let p: String = one("SELECT topk_print(topk_add_agg(v, 2)) FROM tk");
+    assert!(
+        p.contains("k 2")
+            && p.contains("capacity 8")
+            && p.contains("tracked 4")
+            && p.contains("total 18"),
+        "{p}"
+    );
+    // ties: count descending, then value ascending
+    assert_eq!(
+        one::<String>("SELECT string_agg(value, ',') FROM topk_list((SELECT topk_add_agg(v) FROM unnest(ARRAY['y','x','z','x','z']) v))"),
+        "x,z,y"
+    );
+}
+
+#[pg_test]
+fn topk_nulls_and_parameters() {
+    assert!(is_null(
+        "SELECT topk_add_agg(g) FROM generate_series(1, 0) g"
+    ));
+    assert!(is_null(
+        "SELECT topk_add_agg(NULL::text) FROM generate_series(1, 3)"
+    ));
+    assert!(is_null(
+        "SELECT topk_union_agg(NULL::topk) FROM generate_series(1, 3)"
+    ));
+    assert_eq!(one::<i64>("SELECT topk_total(topk_add_agg(CASE WHEN g % 2 = 0 THEN g END)) FROM generate_series(1, 10) g"), 5);
+    assert_eq!(
+        one::<i64>("SELECT topk_total(topk_add(NULL, 'x'::text, 4))"),
+        4
+    );
+    assert!(is_null("SELECT topk_add(NULL, NULL::text)"));
+    assert_eq!(
+        one::<i64>("SELECT topk_total(topk_add(topk_empty(), 'x'::text, NULL))"),
+        0
+    );
+    assert_eq!(
+        sketch_sqlstate("PERFORM topk_add(topk_empty(), 1, -2)").0,
+        "22023"
+    );
+    assert_eq!(sketch_sqlstate("PERFORM topk_empty(0)").0, "22023");
+    assert_eq!(sketch_sqlstate("PERFORM topk_empty(100001)").0, "22023");
+    assert_eq!(
+        sketch_sqlstate("PERFORM topk_add_agg(g, 0) FROM generate_series(1, 3) g").0,
+        "22023"
+    );
+    assert_eq!(sketch_sqlstate("PERFORM 'nothex'::topk").0, "22P02");
+    assert_eq!(sketch_sqlstate("PERFORM '\\x0120'::topk").0, "22P02");
+    assert_eq!(sketch_sqlstate("PERFORM '\\x0120'::bytea::topk").0, "22P03");
+    assert!(one::<bool>("SELECT t::text::topk = t AND t::bytea::topk = t AND topk_send(t) = t::bytea FROM (SELECT topk_add_agg(g % 7) AS t FROM generate_series(1, 100) g) s"));
+    // scalar and aggregate builds agree
+    assert!(one::<bool>("SELECT topk_add(topk_add(topk_empty(), 'a'::text), 'b'::text) = (SELECT topk_add_agg(v) FROM unnest(ARRAY['b','a']) v)"));
+}
+
+#[pg_test]
+fn topk_items_are_text_forms() {
+    // int2/int4/int8 5 all print as '5'; other types use their output function
+    assert!(one::<bool>(
+        "SELECT topk_add_agg(v::int2) = topk_add_agg(v::int8) AND topk_add_agg(v::int4) = topk_add_agg(v::text) \
+         FROM (SELECT (g % 5) - 2 AS v FROM generate_series(1, 100) g) s"
+    ));
+    assert_eq!(
+        one::<String>("SELECT string_agg(value, ',' ORDER BY value) FROM topk_list((SELECT topk_add_agg(v) FROM (VALUES ((-9223372036854775808)::int8), (9223372036854775807), (0)) s(v)))"),
+        "-9223372036854775808,0,9223372036854775807"
+    );
+    assert_eq!(
+        one::<String>("SELECT value FROM topk_list((SELECT topk_add_agg(1.50::numeric)))"),
+        "1.50"
+    );
+    assert_eq!(
+        one::<String>("SELECT value FROM topk_list((SELECT topk_add_agg(DATE '2024-02-29')))"),
+        "2024-02-29"
+    );
+}
+
+#[pg_test]
+fn topk_guarantees_on_a_zipf_column() {
+    // ~Zipf(1.1) over 5000 values, 50000 rows
+    Spi::run(
+        "CREATE TEMP TABLE z AS SELECT floor(pow(1 - random() * (1 - pow(5000, -0.1)), -10))::int8 AS v \
+         FROM generate_series(1, 50000)",
+    )
+    .unwrap();
+    Spi::run("CREATE TEMP TABLE truth AS SELECT v::text AS value, count(*) AS n FROM z GROUP BY v")
+        .unwrap();
+    for k in [5, 10, 50] {
+        Spi::run(&format!("CREATE TEMP TABLE l{k} AS SELECT * FROM topk_list((SELECT topk_add_agg(v, {k}) FROM z))")).unwrap();
+        // every value with true count > total/k is listed
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM truth WHERE n > 50000 / {k}.0 AND value NOT IN (SELECT value FROM l{k})")),
+            0,
+            "k {k}"
+        );
+        // count - error <= true <= count
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM l{k} JOIN truth USING (value) WHERE NOT (l{k}.count - error <= n AND n <= l{k}.count)")),
+            0
+        );
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM l{k} WHERE value NOT IN (SELECT value FROM truth)"
+            )),
+            0
+        );
+        assert!(one::<i64>(&format!("SELECT count(*) FROM l{k}")) == k);
+        // ordered by count descending
+        assert!(one::<bool>(&format!(
+            "SELECT bool_and(c <= p) FROM (SELECT count AS c, lag(count) OVER () AS p FROM l{k}) s WHERE p IS NOT NULL"
+        )));
+    }
+    // merging partitions keeps the guarantees
+    Spi::run(
+        "CREATE TEMP TABLE parts AS SELECT v % 4 AS p, topk_add_agg(v, 10) AS t FROM z GROUP BY 1",
+    )
+    .unwrap();
+    Spi::run(
+        "CREATE TEMP TABLE lu AS SELECT * FROM topk_list((SELECT topk_union_agg(t) FROM parts))",
+    )
+    .unwrap();
+    assert_eq!(
+        one::<i64>(
+            "SELECT count(*) FROM truth WHERE n > 5000 AND value NOT IN (SELECT value FROM lu)"
+        ),
+        0
+    );
+    assert_eq!(one::<i64>("SELECT count(*) FROM lu JOIN truth USING (value) WHERE NOT (lu.count - error <= n AND n <= lu.count)"), 0);
+    assert_eq!(
+        one::<i64>("SELECT topk_total(topk_union_agg(t)) FROM parts"),
+        50000
+    );
+}
+
+#[pg_test]
+fn topk_union_agg_and_window_use() {
+    assert!(one::<bool>(
+        "WITH parts AS (SELECT g % 3 AS p, topk_add_agg(g % 5) AS t FROM generate_series(1, 300) g GROUP BY 1) \
+         SELECT topk_union_agg(t) = (SELECT topk_add_agg(g % 5) FROM generate_series(1, 300) g) FROM parts"
+    ));
+    // a running aggregate in a window re-reads the state every row without breaking it
+    assert_eq!(
+        one::<i64>("SELECT sum(topk_total(t))::int8 FROM (SELECT topk_add_agg(g % 3) OVER (ORDER BY g) AS t FROM generate_series(1, 10) g) s"),
+        55
+    );
+    // many groups (hash aggregate), each its own expanded state
+    assert_eq!(
+        one::<i64>("SELECT sum(topk_total(t))::int8 FROM (SELECT g % 100 AS grp, topk_add_agg(g % 17, 3) AS t FROM generate_series(1, 10000) g GROUP BY 1) s"),
+        10000
+    );
+}
