@@ -25,3 +25,17 @@ ANALYZE page_views;
 CREATE TABLE daily_visitors AS
 SELECT viewed_at::date AS day, hll_add_agg(hll_hash_bigint(user_id)) AS visitors
 FROM page_views GROUP BY 1;
+
+-- per-day frequency sketches of pages (count-min) and heavy hitters (top-k)
+CREATE TABLE daily_pages AS
+SELECT viewed_at::date AS day, cms_add_agg(page) AS page_freq, topk_add_agg(page, 10) AS top_pages
+FROM page_views GROUP BY 1;
+
+-- an exact hot-key counter: likes on posts
+SELECT counter_create('likes');
+SELECT counter_add('likes', 'post:' || (1 + (g % 3)), 1) FROM generate_series(1, 3000) g;
+
+-- a CRDT counter per post, as two regions would keep it
+CREATE TABLE post_views (post text PRIMARY KEY, views pncounter NOT NULL DEFAULT '{}');
+INSERT INTO post_views VALUES ('post:1', pncounter_increment(NULL, 10, 'eu-west')),
+                              ('post:2', pncounter_increment(NULL, 3, 'us-east'));

@@ -26,3 +26,24 @@ FROM daily_visitors d WHERE day = '2026-10-01';
 
 -- Incremental adds and the operators
 SELECT # (hll_empty() || hll_hash_text('alice') || hll_hash_text('bob') || hll_hash_text('alice')) AS two;
+
+-- Frequencies: how often was a page viewed this month? (never below the truth)
+SELECT cms_count(cms_union_agg(page_freq), '/page/0'::text) AS approx,
+       (SELECT count(*) FROM page_views WHERE page = '/page/0') AS exact
+FROM daily_pages;
+
+-- Heavy hitters over the month, merged from daily top-k summaries
+SELECT * FROM topk_list((SELECT topk_union_agg(top_pages) FROM daily_pages)) LIMIT 5;
+
+-- Exact hot-key counters: transactional adds, idempotent retries, batch reads
+SELECT counter_add('likes', 'post:1', 1, 'request-123') AS first_try,
+       counter_add('likes', 'post:1', 1, 'request-123') AS retry;
+SELECT * FROM counter_values('likes', ARRAY['post:1', 'post:2', 'post:3']);
+SELECT counter_compact('likes') AS rows_folded;
+SELECT name, shards, keys, pending_rows FROM counter_stats;
+
+-- CRDT counters: increments from two regions merge to the same value everywhere
+SELECT post, pncounter_value(views) FROM post_views ORDER BY post;
+SELECT pncounter_value(pncounter_merge(
+         pncounter_increment('{}'::pncounter, 5, 'eu-west'),
+         pncounter_decrement('{}'::pncounter, 2, 'us-east'))) AS merged;

@@ -14,15 +14,28 @@ pub mod fmgr;
 pub mod guc;
 pub mod hashing;
 pub mod hll;
+pub mod cms;
+pub mod topk;
+pub mod crdt;
+pub mod counters;
 
 // The whole SQL surface, in dependency order. pgrx contributes no generated SQL: every
 // function is declared by hand, pointing at the `sql_function!` symbols.
 pgrx::extension_sql_file!("../sql/hashval.sql", name = "hashval", bootstrap);
 pgrx::extension_sql_file!("../sql/hll.sql", name = "hll", requires = ["hashval"]);
+pgrx::extension_sql_file!("../sql/cms.sql", name = "cms", requires = ["hll"]);
+pgrx::extension_sql_file!("../sql/topk.sql", name = "topk", requires = ["cms"]);
+pgrx::extension_sql_file!("../sql/crdt.sql", name = "crdt", requires = ["topk"]);
+pgrx::extension_sql_file!("../sql/counters.sql", name = "counters", requires = ["crdt"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
+    // The worker exists only when the library is preloaded; everything else works
+    // from a plain CREATE EXTENSION.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        counters::worker::register();
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -30,6 +43,9 @@ pub extern "C-unwind" fn _PG_init() {
 mod tests {
     // #[pg_schema] needs an inline module; the tests live in their own file.
     include!("pg_tests.rs");
+    include!("pg_tests_sketch.rs");
+    include!("pg_tests_crdt.rs");
+    include!("pg_tests_counters.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -1,0 +1,434 @@
+-- counters: exact, hot-key-safe sharded counters (docs/readme/counters.md).
+--
+-- Design. counter_add only INSERTs a delta row into the append-only table
+-- counter_pending (shard = pg_backend_pid() % shards): no shared row is ever updated on
+-- the write path, so writers to one key never wait on each other's row locks. A read is
+-- the key's folded total plus the sum of its pending rows, in one statement (one
+-- snapshot), so it is exact. Compaction (counter_compact_batch, run by counter_compact()
+-- and by the background worker) moves a bounded batch of pending rows into
+-- counter_totals in ONE statement: delete + upsert commit or roll back together, so a
+-- kill at any point neither loses nor double-counts.
+--
+-- Counters are identified internally by a never-reused integer id: rows a concurrent
+-- counter_add leaves behind for a dropped counter are orphans that compaction deletes
+-- without folding, and a re-created counter of the same name starts from zero.
+--
+-- Lock order (deadlock freedom): pending rows (only compaction waits for them;
+-- counter_drop skips locked ones) -> counter_registry row -> counter_totals row.
+
+CREATE SEQUENCE counter_id_seq AS int4;
+
+CREATE TABLE counter_registry (
+    id              int4 PRIMARY KEY DEFAULT nextval('@extschema@.counter_id_seq'),
+    name            text NOT NULL UNIQUE,
+    shards          int4 NOT NULL CHECK (shards BETWEEN 1 AND 1024),
+    created         timestamptz NOT NULL DEFAULT now(),
+    last_compaction timestamptz,
+    compactions     int8 NOT NULL DEFAULT 0,
+    rows_compacted  int8 NOT NULL DEFAULT 0
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.0,
+        autovacuum_vacuum_threshold = 200);
+ALTER SEQUENCE counter_id_seq OWNED BY counter_registry.id;
+
+-- Folded totals. numeric so that folding can never fail on int8 overflow (a poison
+-- key would stall compaction); reads convert to int8 and raise 22003 if out of range.
+-- Only compaction and counter_set update a row (a non-indexed column: HOT updates).
+CREATE TABLE counter_totals (
+    counter_id int4 NOT NULL,
+    key        text NOT NULL,
+    value      numeric NOT NULL,
+    PRIMARY KEY (counter_id, key)
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02,
+        autovacuum_vacuum_threshold = 1000);
+
+-- Append-only deltas. Every row is deleted by compaction within about
+-- compact_interval, so the table is vacuumed on a fixed dead-row threshold instead of a
+-- fraction of its (small) size, and without cost-based sleeping.
+CREATE TABLE counter_pending (
+    counter_id int4 NOT NULL,
+    shard      int2 NOT NULL,
+    key        text NOT NULL,
+    delta      int8 NOT NULL,
+    added_at   timestamptz NOT NULL DEFAULT now()
+) WITH (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 10000,
+        autovacuum_vacuum_insert_scale_factor = 0.0,
+        autovacuum_vacuum_insert_threshold = 10000,
+        autovacuum_analyze_scale_factor = 0.0, autovacuum_analyze_threshold = 50000,
+        autovacuum_vacuum_cost_delay = 0);
+-- shard before key: concurrent writers of one hot key insert into different leaf pages
+-- instead of all contending for the rightmost leaf of that key. A read probes
+-- `shards` index positions (shard = ANY(...)).
+CREATE INDEX counter_pending_key ON counter_pending (counter_id, shard, key);
+
+-- request_ids seen by counter_add within distributed_counter.dedupe_retention.
+CREATE TABLE counter_requests (
+    counter_id int4 NOT NULL,
+    request_id text NOT NULL,
+    added_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (counter_id, request_id)
+) WITH (autovacuum_vacuum_scale_factor = 0.05);
+CREATE INDEX counter_requests_added_at ON counter_requests (added_at);
+
+-- User data: pg_dump dumps these tables' rows (CREATE EXTENSION recreates them empty).
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_registry', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_totals', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_pending', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_requests', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_id_seq', '');
+
+-- ---- helpers ---------------------------------------------------------------------------
+
+-- Raise the right error for a name that is not a counter: 22004 NULL, 22023 malformed,
+-- 42704 unknown. Never returns.
+CREATE FUNCTION _counter_missing(name text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    PERFORM @extschema@._counter_check_name(name);
+    RAISE EXCEPTION 'counter "%" does not exist', name
+        USING ERRCODE = 'undefined_object',
+              HINT = 'Create it with counter_create(name).';
+END
+$$;
+
+CREATE FUNCTION _counter_check_name(name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'counter name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[a-z_][a-z0-9_]{0,47}$' THEN
+        RAISE EXCEPTION 'invalid counter name: %', pg_catalog.quote_literal(name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A counter name is 1 to 48 characters: a lowercase letter or underscore, then lowercase letters, digits or underscores.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION _counter_check_key(key text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'counter key must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF pg_catalog.octet_length(key) > 2000 THEN
+        RAISE EXCEPTION 'counter key is too long (% bytes)', pg_catalog.octet_length(key)
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Keys are at most 2000 bytes.';
+    END IF;
+END
+$$;
+
+-- The shard numbers of a counter with n shards, as the index probe list.
+CREATE FUNCTION _counter_shard_list(n int4) RETURNS int2[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT pg_catalog.array_agg(s::int2) FROM pg_catalog.generate_series(0, n - 1) AS s $$;
+
+-- distributed_counter.dedupe_retention as an interval. current_setting() shows the GUC
+-- with a unit ('1d', '90s'); a placeholder (library not loaded) is the raw number of
+-- seconds; both parse as intervals. Default 1 day when unset.
+CREATE FUNCTION _counter_retention() RETURNS interval
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT COALESCE(NULLIF(pg_catalog.current_setting('distributed_counter.dedupe_retention', true), ''), '86400')::interval $$;
+
+-- ---- API -------------------------------------------------------------------------------
+
+CREATE FUNCTION counter_create(name text, shards int4 DEFAULT 16) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM @extschema@._counter_check_name(counter_create.name);
+    IF counter_create.shards IS NULL OR counter_create.shards NOT BETWEEN 1 AND 1024 THEN
+        RAISE EXCEPTION 'invalid shard count: %', COALESCE(counter_create.shards::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'shards must be between 1 and 1024.';
+    END IF;
+    INSERT INTO @extschema@.counter_registry (name, shards)
+    VALUES (counter_create.name, counter_create.shards)
+    ON CONFLICT (name) DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'counter "%" already exists', counter_create.name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+END
+$$;
+
+-- The write path. Without a request_id it is ONE statement: insert the delta row,
+-- finding the counter in the same statement (no lock: a concurrent drop leaves an orphan
+-- row that compaction deletes). Errors are diagnosed only when nothing was inserted.
+CREATE FUNCTION counter_add(name text, key text, delta int8 DEFAULT 1, request_id text DEFAULT NULL)
+RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    nshards int4;
+BEGIN
+    -- _counter_check_key, inlined on the hot path.
+    IF counter_add.key IS NULL OR pg_catalog.octet_length(counter_add.key) > 2000 THEN
+        PERFORM @extschema@._counter_check_key(counter_add.key);
+    END IF;
+    IF counter_add.delta IS NULL THEN
+        RAISE EXCEPTION 'counter delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF counter_add.request_id IS NULL THEN
+        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
+        SELECT r.id, (pg_catalog.pg_backend_pid() % r.shards)::int2, counter_add.key, counter_add.delta
+        FROM @extschema@.counter_registry r WHERE r.name = counter_add.name;
+        IF NOT FOUND THEN
+            PERFORM @extschema@._counter_missing(counter_add.name);
+        END IF;
+        RETURN true;
+    END IF;
+    SELECT r.id, r.shards INTO cid, nshards
+    FROM @extschema@.counter_registry r WHERE r.name = counter_add.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_add.name);
+    END IF;
+    IF pg_catalog.octet_length(counter_add.request_id) > 512 THEN
+        RAISE EXCEPTION 'request_id is too long (% bytes)', pg_catalog.octet_length(counter_add.request_id)
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A request_id is at most 512 bytes.';
+    END IF;
+    -- The primary key makes concurrent duplicates wait for each other: exactly one
+    -- commits a new row. An entry older than the retention is re-armed, as if purged.
+    INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id)
+    VALUES (cid, counter_add.request_id)
+    ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now()
+        WHERE q.added_at < now() - @extschema@._counter_retention();
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
+    VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, counter_add.key, counter_add.delta);
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION counter_value(name text, key text) RETURNS int8
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    nshards int4;
+    result numeric;
+BEGIN
+    SELECT r.id, r.shards INTO cid, nshards
+    FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_value.name);
+    END IF;
+    PERFORM @extschema@._counter_check_key(counter_value.key);
+    -- One statement = one snapshot: a concurrent compaction moves rows from pending to
+    -- totals atomically, so the sum is exact.
+    SELECT COALESCE((SELECT t.value FROM @extschema@.counter_totals t
+                     WHERE t.counter_id = cid AND t.key = counter_value.key), 0)
+         + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                     WHERE p.counter_id = cid
+                       AND p.shard = ANY (@extschema@._counter_shard_list(nshards))
+                       AND p.key = counter_value.key), 0)
+    INTO result;
+    RETURN result::int8;
+END
+$$;
+
+CREATE FUNCTION counter_values(name text, keys text[])
+RETURNS TABLE (key text, value int8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    nshards int4;
+BEGIN
+    SELECT r.id, r.shards INTO cid, nshards
+    FROM @extschema@.counter_registry r WHERE r.name = counter_values.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_values.name);
+    END IF;
+    IF counter_values.keys IS NULL OR pg_catalog.array_position(counter_values.keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'counter keys must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- In the order given (duplicates repeated), one snapshot for all keys.
+    RETURN QUERY
+    SELECT k.k,
+           (COALESCE(t.value, 0)
+            + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                        WHERE p.counter_id = cid
+                          AND p.shard = ANY (@extschema@._counter_shard_list(nshards))
+                          AND p.key = k.k), 0))::int8
+    FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
+    LEFT JOIN @extschema@.counter_totals t ON t.counter_id = cid AND t.key = k.k
+    ORDER BY k.ord;
+END
+$$;
+
+-- One bounded compaction batch: what the background worker runs once per transaction
+-- and counter_compact() runs in a loop. Folds at most `batch` pending rows (of one
+-- counter, or of all when name is NULL) into totals and returns how many it removed
+-- (rows of dropped counters are removed without folding). Atomic: it is one statement.
+CREATE FUNCTION counter_compact_batch(name text, batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    moved_rows int8;
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'invalid compaction batch: %', COALESCE(batch::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'batch must be at least 1.';
+    END IF;
+    IF counter_compact_batch.name IS NOT NULL THEN
+        SELECT r.id INTO cid FROM @extschema@.counter_registry r
+        WHERE r.name = counter_compact_batch.name;
+        IF NOT FOUND THEN
+            PERFORM @extschema@._counter_missing(counter_compact_batch.name);
+        END IF;
+    END IF;
+    WITH picked AS (
+        -- No row locks here (FOR UPDATE would WAL-log a lock per row on top of the
+        -- delete): a row two compactions both pick is deleted, and RETURNed, by exactly
+        -- one of them; the other waits for it and then skips the row.
+        SELECT p.ctid AS tid FROM @extschema@.counter_pending p
+        WHERE cid IS NULL OR p.counter_id = cid
+        LIMIT batch
+    ), moved AS (
+        DELETE FROM @extschema@.counter_pending p
+        WHERE p.ctid = ANY (ARRAY(SELECT tid FROM picked))
+        RETURNING p.counter_id, p.key, p.delta
+    ), per_counter AS (
+        SELECT m.counter_id, pg_catalog.count(*) AS n FROM moved m GROUP BY m.counter_id
+    ), live AS (
+        -- Locks each live counter's registry row (a concurrent counter_drop waits, or
+        -- wins and its counter is skipped): nothing is folded for a dropped counter.
+        UPDATE @extschema@.counter_registry r
+        SET last_compaction = pg_catalog.clock_timestamp(),
+            compactions = r.compactions + 1,
+            rows_compacted = r.rows_compacted + pc.n
+        FROM per_counter pc
+        WHERE r.id = pc.counter_id
+        RETURNING r.id
+    ), folded AS (
+        INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
+        SELECT m.counter_id, m.key, pg_catalog.sum(m.delta)
+        FROM moved m
+        WHERE m.counter_id IN (SELECT l.id FROM live l)
+        GROUP BY m.counter_id, m.key
+        ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+    )
+    SELECT pg_catalog.count(*) INTO moved_rows FROM moved;
+    RETURN moved_rows;
+END
+$$;
+
+CREATE FUNCTION counter_compact(name text DEFAULT NULL) RETURNS int8
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    batch int4 := COALESCE(NULLIF(pg_catalog.current_setting('distributed_counter.compact_batch', true), '')::int4, 10000);
+    total int8 := 0;
+    n int8;
+BEGIN
+    LOOP
+        n := @extschema@.counter_compact_batch(name, batch);
+        total := total + n;
+        EXIT WHEN n < batch;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- Set a key to an exact value (correction / admin override). Semantics: the value as of
+-- this call's snapshot (taken after the key is locked) becomes `value`; adds that commit
+-- concurrently but are not in that snapshot still count on top, so a set never loses a
+-- concurrent add. Implemented as a correction of the folded total while holding the
+-- total row's lock (compaction of this key waits; counter_set calls on one key
+-- serialize). The pending rows stay and are folded as usual. Under REPEATABLE READ or
+-- SERIALIZABLE a concurrent compaction of the key makes this fail with 40001: retry.
+CREATE FUNCTION counter_set(name text, key text, value int8) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    nshards int4;
+    pending_sum numeric;
+BEGIN
+    -- KEY SHARE: a concurrent counter_drop waits for us (no orphan total row).
+    SELECT r.id, r.shards INTO cid, nshards
+    FROM @extschema@.counter_registry r WHERE r.name = counter_set.name
+    FOR KEY SHARE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_set.name);
+    END IF;
+    PERFORM @extschema@._counter_check_key(counter_set.key);
+    IF counter_set.value IS NULL THEN
+        RAISE EXCEPTION 'counter value must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Create and/or lock the total row.
+    INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
+    VALUES (cid, counter_set.key, 0)
+    ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value;
+    -- A new statement, a new snapshot (READ COMMITTED): it includes every compaction
+    -- that committed before we got the lock; in-flight ones wait and their rows are
+    -- still pending here.
+    SELECT COALESCE(pg_catalog.sum(p.delta), 0) INTO pending_sum
+    FROM @extschema@.counter_pending p
+    WHERE p.counter_id = cid
+      AND p.shard = ANY (@extschema@._counter_shard_list(nshards))
+      AND p.key = counter_set.key;
+    UPDATE @extschema@.counter_totals t SET value = counter_set.value - pending_sum
+    WHERE t.counter_id = cid AND t.key = counter_set.key;
+END
+$$;
+
+CREATE FUNCTION counter_drop(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+BEGIN
+    DELETE FROM @extschema@.counter_registry r WHERE r.name = counter_drop.name
+    RETURNING r.id INTO cid;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_drop.name);
+    END IF;
+    DELETE FROM @extschema@.counter_totals t WHERE t.counter_id = cid;
+    DELETE FROM @extschema@.counter_requests q WHERE q.counter_id = cid;
+    -- SKIP LOCKED: rows an in-flight compaction holds are left to it; it finds the
+    -- counter gone and deletes them without folding (waiting here could deadlock).
+    DELETE FROM @extschema@.counter_pending p
+    WHERE p.ctid = ANY (ARRAY(SELECT p2.ctid FROM @extschema@.counter_pending p2
+                              WHERE p2.counter_id = cid FOR UPDATE SKIP LOCKED));
+END
+$$;
+
+-- Forget request_ids older than distributed_counter.dedupe_retention, at most `batch`
+-- of them. The worker calls this periodically; returns the number removed.
+CREATE FUNCTION counter_purge_requests(batch int4 DEFAULT 10000) RETURNS int8
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    n int8;
+BEGIN
+    WITH gone AS (
+        DELETE FROM @extschema@.counter_requests q
+        WHERE q.ctid = ANY (ARRAY(
+            SELECT q2.ctid FROM @extschema@.counter_requests q2
+            WHERE q2.added_at < now() - @extschema@._counter_retention()
+            LIMIT batch FOR UPDATE SKIP LOCKED))
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) INTO n FROM gone;
+    RETURN n;
+END
+$$;
+
+CREATE VIEW counter_stats AS
+SELECT r.name,
+       r.shards,
+       (SELECT pg_catalog.count(*) FROM (
+            SELECT t.key FROM @extschema@.counter_totals t WHERE t.counter_id = r.id
+            UNION
+            SELECT p.key FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS k
+       ) AS keys,
+       pend.pending_rows,
+       now() - pend.oldest AS oldest_pending_age,
+       r.last_compaction,
+       r.compactions,
+       r.rows_compacted
+FROM @extschema@.counter_registry r
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
+    FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS pend;

@@ -1,0 +1,424 @@
+// #[pg_test]s for counters; included into the tests module of src/lib.rs (no use lines here: the parent has them).
+// SQL behaviour only: each test runs in one rolled-back transaction, so the worker never
+// sees these rows. Worker, crash and concurrency behaviour: scripts/tests/counters_*.sh.
+
+/// SQLSTATE raised by `sql` ('00000' when it succeeds), caught in a PL/pgSQL block so the
+/// test transaction survives.
+fn counters_sqlstate(sql: &str) -> String {
+    Spi::run(
+        "CREATE OR REPLACE FUNCTION pg_temp.counters_sqlstate_of(q text) RETURNS text
+         LANGUAGE plpgsql AS $$
+         BEGIN EXECUTE q; RETURN '00000';
+         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+    )
+    .expect("create helper");
+    let quoted = sql.replace('\'', "''");
+    one::<String>(&format!("SELECT pg_temp.counters_sqlstate_of('{quoted}')"))
+}
+
+fn counters_value(name: &str, key: &str) -> i64 {
+    one::<i64>(&format!("SELECT counter_value('{name}', '{key}')"))
+}
+
+#[pg_test]
+fn counters_create_accepts_valid_names() {
+    Spi::run("SELECT counter_create('likes')").unwrap();
+    Spi::run("SELECT counter_create('_x9', 1)").unwrap();
+    Spi::run("SELECT counter_create('a')").unwrap();
+    let longest = format!("a{}", "b".repeat(47));
+    Spi::run(&format!("SELECT counter_create('{longest}', 1024)")).unwrap();
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_stats"), 4);
+    assert_eq!(
+        one::<i32>("SELECT shards FROM counter_stats WHERE name = 'likes'"),
+        16
+    );
+    assert_eq!(
+        one::<i32>("SELECT shards FROM counter_stats WHERE name = '_x9'"),
+        1
+    );
+}
+
+#[pg_test]
+fn counters_create_rejects_bad_names() {
+    let too_long = format!("a{}", "b".repeat(48));
+    for bad in [
+        "A",
+        "Likes",
+        "a; drop table x",
+        "x'); drop table counter_totals; --",
+        "1abc",
+        "",
+        "a-b",
+        "a b",
+        "abc\n",
+        "caf\u{e9}",
+        too_long.as_str(),
+    ] {
+        let sql = format!("SELECT counter_create({})", pg_quote(bad));
+        assert_eq!(counters_sqlstate(&sql), "22023", "{bad:?}");
+        // the same check guards every other entry point
+        let sql = format!("SELECT counter_value({}, 'k')", pg_quote(bad));
+        assert_eq!(counters_sqlstate(&sql), "22023", "{bad:?}");
+        let sql = format!("SELECT counter_add({}, 'k')", pg_quote(bad));
+        assert_eq!(counters_sqlstate(&sql), "22023", "{bad:?}");
+    }
+    assert_eq!(counters_sqlstate("SELECT counter_create(NULL)"), "22004");
+    assert_eq!(counters_sqlstate("SELECT counter_create('ok', 0)"), "22023");
+    assert_eq!(
+        counters_sqlstate("SELECT counter_create('ok', 1025)"),
+        "22023"
+    );
+    assert_eq!(
+        counters_sqlstate("SELECT counter_create('ok', NULL)"),
+        "22023"
+    );
+    // nothing was created, and the injection attempt did not drop anything
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_stats"), 0);
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_totals"), 0);
+}
+
+/// A text literal for `s` (E'' form so a newline survives).
+fn pg_quote(s: &str) -> String {
+    format!(
+        "E'{}'",
+        s.replace('\\', "\\\\")
+            .replace('\'', "\\'")
+            .replace('\n', "\\n")
+    )
+}
+
+#[pg_test]
+fn counters_create_existing_name_is_42710() {
+    Spi::run("SELECT counter_create('dup')").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_create('dup')"), "42710");
+    assert_eq!(
+        counters_sqlstate("SELECT counter_create('dup', 4)"),
+        "42710"
+    );
+}
+
+#[pg_test]
+fn counters_unknown_counter_is_42704() {
+    for sql in [
+        "SELECT counter_add('nope', 'k')",
+        "SELECT counter_value('nope', 'k')",
+        "SELECT * FROM counter_values('nope', ARRAY['k'])",
+        "SELECT counter_compact('nope')",
+        "SELECT counter_set('nope', 'k', 1)",
+        "SELECT counter_drop('nope')",
+    ] {
+        assert_eq!(counters_sqlstate(sql), "42704", "{sql}");
+    }
+}
+
+#[pg_test]
+fn counters_nulls_are_22004() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    for sql in [
+        "SELECT counter_add(NULL, 'k')",
+        "SELECT counter_add('c', NULL)",
+        "SELECT counter_add('c', 'k', NULL)",
+        "SELECT counter_value(NULL, 'k')",
+        "SELECT counter_value('c', NULL)",
+        "SELECT * FROM counter_values('c', NULL)",
+        "SELECT * FROM counter_values('c', ARRAY['a', NULL])",
+        "SELECT counter_set('c', NULL, 1)",
+        "SELECT counter_set('c', 'k', NULL)",
+        "SELECT counter_drop(NULL)",
+    ] {
+        assert_eq!(counters_sqlstate(sql), "22004", "{sql}");
+    }
+    // a NULL request_id just means "no dedupe"
+    assert!(one::<bool>("SELECT counter_add('c', 'k', 1, NULL)"));
+    assert!(one::<bool>("SELECT counter_add('c', 'k', 1, NULL)"));
+    assert_eq!(counters_value("c", "k"), 2);
+}
+
+#[pg_test]
+fn counters_add_and_read() {
+    Spi::run("SELECT counter_create('likes')").unwrap();
+    assert_eq!(counters_value("likes", "post1"), 0);
+    assert!(one::<bool>("SELECT counter_add('likes', 'post1')"));
+    assert!(one::<bool>("SELECT counter_add('likes', 'post1', 5)"));
+    assert!(one::<bool>("SELECT counter_add('likes', 'post1', -2)"));
+    assert!(one::<bool>("SELECT counter_add('likes', 'post2', 7)"));
+    // keys are arbitrary text, including quotes and the empty string
+    assert!(one::<bool>(
+        "SELECT counter_add('likes', 'it''s; drop table x', 3)"
+    ));
+    assert!(one::<bool>("SELECT counter_add('likes', '', 1)"));
+    assert_eq!(counters_value("likes", "post1"), 4);
+    assert_eq!(counters_value("likes", "post2"), 7);
+    assert_eq!(
+        one::<i64>("SELECT counter_value('likes', 'it''s; drop table x')"),
+        3
+    );
+    assert_eq!(counters_value("likes", ""), 1);
+    assert_eq!(counters_value("likes", "Post1"), 0);
+    // another counter is independent
+    Spi::run("SELECT counter_create('views', 1)").unwrap();
+    Spi::run("SELECT counter_add('views', 'post1', 100)").unwrap();
+    assert_eq!(counters_value("likes", "post1"), 4);
+    assert_eq!(counters_value("views", "post1"), 100);
+}
+
+#[pg_test]
+fn counters_key_and_request_id_limits() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    assert_eq!(
+        counters_sqlstate("SELECT counter_add('c', repeat('k', 2000))"),
+        "00000"
+    );
+    assert_eq!(
+        counters_sqlstate("SELECT counter_add('c', repeat('k', 2001))"),
+        "22023"
+    );
+    assert_eq!(
+        counters_sqlstate("SELECT counter_value('c', repeat('k', 2001))"),
+        "22023"
+    );
+    assert_eq!(
+        counters_sqlstate("SELECT counter_add('c', 'k', 1, repeat('r', 513))"),
+        "22023"
+    );
+    assert_eq!(
+        one::<i64>("SELECT counter_value('c', repeat('k', 2000))"),
+        1
+    );
+}
+
+#[pg_test]
+fn counters_rollback_never_counts() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run("SELECT counter_add('c', 'k', 10)").unwrap();
+    // a rolled-back subtransaction (as a failed statement in a client transaction)
+    Spi::run(
+        "DO $$ BEGIN
+           PERFORM counter_add('c', 'k', 1000);
+           PERFORM counter_add('c', 'k', 1000, 'req-1');
+           RAISE EXCEPTION 'abort';
+         EXCEPTION WHEN raise_exception THEN NULL; END $$",
+    )
+    .unwrap();
+    assert_eq!(counters_value("c", "k"), 10);
+    // the rolled-back request id was not remembered either
+    assert!(one::<bool>("SELECT counter_add('c', 'k', 1, 'req-1')"));
+    assert_eq!(counters_value("c", "k"), 11);
+    assert_eq!(one::<i64>("SELECT counter_compact()"), 2);
+    assert_eq!(counters_value("c", "k"), 11);
+}
+
+#[pg_test]
+fn counters_request_id_dedupes() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run("SELECT counter_create('d')").unwrap();
+    assert!(one::<bool>("SELECT counter_add('c', 'k', 5, 'order-42')"));
+    assert!(!one::<bool>("SELECT counter_add('c', 'k', 5, 'order-42')"));
+    // the request id is per counter, not per key
+    assert!(!one::<bool>(
+        "SELECT counter_add('c', 'other', 5, 'order-42')"
+    ));
+    assert!(one::<bool>("SELECT counter_add('d', 'k', 5, 'order-42')"));
+    assert_eq!(counters_value("c", "k"), 5);
+    assert_eq!(counters_value("c", "other"), 0);
+    assert_eq!(counters_value("d", "k"), 5);
+    // still deduped after compaction
+    Spi::run("SELECT counter_compact()").unwrap();
+    assert!(!one::<bool>("SELECT counter_add('c', 'k', 5, 'order-42')"));
+    assert_eq!(counters_value("c", "k"), 5);
+    // after the retention the id is forgotten (expired entries count as absent even
+    // before the purge removes them)
+    Spi::run("UPDATE counter_requests SET added_at = now() - interval '2 days'").unwrap();
+    assert!(one::<bool>("SELECT counter_add('c', 'k', 5, 'order-42')"));
+    assert_eq!(counters_value("c", "k"), 10);
+    assert_eq!(one::<i64>("SELECT counter_purge_requests()"), 1); // d's entry
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_requests"), 1);
+    assert_eq!(one::<i64>("SELECT counter_purge_requests()"), 0);
+}
+
+#[pg_test]
+fn counters_retention_reads_the_guc() {
+    // The GUC (SIGHUP, so not SETtable here) prints with a unit ('1d'); a placeholder
+    // set before the library is loaded is a bare number of seconds. Both parse.
+    assert_eq!(
+        one::<String>("SELECT current_setting('distributed_counter.dedupe_retention')"),
+        "1d"
+    );
+    assert_eq!(one::<String>("SELECT _counter_retention()::text"), "1 day");
+    for (shown, want) in [
+        ("90s", "00:01:30"),
+        ("86400", "24:00:00"),
+        ("5min", "00:05:00"),
+        ("2h", "02:00:00"),
+    ] {
+        assert_eq!(
+            one::<String>(&format!("SELECT '{shown}'::interval::text")),
+            want
+        );
+    }
+}
+
+#[pg_test]
+fn counters_set_overrides_value() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run("SELECT counter_add('c', 'k', 10)").unwrap();
+    Spi::run("SELECT counter_set('c', 'k', 3)").unwrap();
+    assert_eq!(counters_value("c", "k"), 3);
+    Spi::run("SELECT counter_add('c', 'k', 2)").unwrap();
+    assert_eq!(counters_value("c", "k"), 5);
+    Spi::run("SELECT counter_compact()").unwrap();
+    assert_eq!(counters_value("c", "k"), 5);
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_pending"), 0);
+    // a key never added, negative values, and repeated sets
+    Spi::run("SELECT counter_set('c', 'new', -7)").unwrap();
+    assert_eq!(counters_value("c", "new"), -7);
+    Spi::run("SELECT counter_add('c', 'new', 1)").unwrap();
+    Spi::run("SELECT counter_set('c', 'new', 100)").unwrap();
+    Spi::run("SELECT counter_set('c', 'new', 100)").unwrap();
+    assert_eq!(counters_value("c", "new"), 100);
+    Spi::run("SELECT counter_compact('c')").unwrap();
+    assert_eq!(counters_value("c", "new"), 100);
+    assert_eq!(counters_value("c", "k"), 5);
+}
+
+#[pg_test]
+fn counters_values_batch_read() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run("SELECT counter_add('c', 'a', 1), counter_add('c', 'b', 2), counter_add('c', 'b', 3)")
+        .unwrap();
+    Spi::run("SELECT counter_compact()").unwrap();
+    Spi::run("SELECT counter_add('c', 'a', 10)").unwrap();
+    // in the order given, duplicates repeated, unknown keys 0
+    let got: String = one(
+        "SELECT string_agg(key || '=' || value, ',' ORDER BY ord)
+           FROM counter_values('c', ARRAY['b', 'zz', 'a', 'b']) WITH ORDINALITY AS v(key, value, ord)",
+    );
+    assert_eq!(got, "b=5,zz=0,a=11,b=5");
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM counter_values('c', ARRAY[]::text[])"),
+        0
+    );
+}
+
+#[pg_test]
+fn counters_compact_folds_exactly() {
+    Spi::run("SELECT counter_create('c', 4)").unwrap();
+    Spi::run("SELECT counter_create('d', 4)").unwrap();
+    Spi::run("SELECT counter_add('c', 'k' || (i % 7), i) FROM generate_series(1, 500) i").unwrap();
+    Spi::run("SELECT counter_add('d', 'k', 1) FROM generate_series(1, 30) i").unwrap();
+    let before: i64 = one("SELECT sum(value)::int8 FROM counter_values('c', ARRAY['k0','k1','k2','k3','k4','k5','k6'])");
+    assert_eq!(before, 500 * 501 / 2);
+    // one batch of a given size, one counter only
+    assert_eq!(one::<i64>("SELECT counter_compact_batch('c', 100)"), 100);
+    assert_eq!(
+        one::<i64>("SELECT pending_rows FROM counter_stats WHERE name = 'c'"),
+        400
+    );
+    assert_eq!(one::<i64>("SELECT counter_compact('c')"), 400);
+    assert_eq!(
+        one::<i64>("SELECT pending_rows FROM counter_stats WHERE name = 'd'"),
+        30
+    );
+    let after: i64 = one("SELECT sum(value)::int8 FROM counter_values('c', ARRAY['k0','k1','k2','k3','k4','k5','k6'])");
+    assert_eq!(after, before);
+    assert_eq!(one::<i64>("SELECT counter_compact()"), 30);
+    assert_eq!(one::<i64>("SELECT counter_compact()"), 0);
+    assert_eq!(counters_value("d", "k"), 30);
+    assert_eq!(
+        counters_sqlstate("SELECT counter_compact_batch(NULL, 0)"),
+        "22023"
+    );
+}
+
+#[pg_test]
+fn counters_stats_view() {
+    Spi::run("SELECT counter_create('c', 8)").unwrap();
+    let empty: String = one("SELECT format('%s %s %s %s %s %s %s', shards, keys, pending_rows, oldest_pending_age IS NULL, last_compaction IS NULL, compactions, rows_compacted) FROM counter_stats WHERE name = 'c'");
+    assert_eq!(empty, "8 0 0 t t 0 0");
+    Spi::run("SELECT counter_add('c', 'k' || (i % 3)) FROM generate_series(1, 9) i").unwrap();
+    Spi::run("SELECT counter_compact()").unwrap();
+    Spi::run("SELECT counter_add('c', 'k0'), counter_add('c', 'new')").unwrap();
+    let s: String = one("SELECT format('%s %s %s %s %s %s', keys, pending_rows, oldest_pending_age >= '0'::interval, last_compaction IS NOT NULL, compactions, rows_compacted) FROM counter_stats WHERE name = 'c'");
+    assert_eq!(s, "4 2 t t 1 9");
+}
+
+#[pg_test]
+fn counters_drop_and_recreate() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run("SELECT counter_add('c', 'k', 5, 'r1')").unwrap();
+    Spi::run("SELECT counter_compact()").unwrap();
+    Spi::run("SELECT counter_add('c', 'k', 5)").unwrap();
+    Spi::run("SELECT counter_drop('c')").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_value('c', 'k')"), "42704");
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_totals"), 0);
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_pending"), 0);
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_requests"), 0);
+    // a new counter of the same name starts from zero
+    Spi::run("SELECT counter_create('c')").unwrap();
+    assert_eq!(counters_value("c", "k"), 0);
+    assert!(one::<bool>("SELECT counter_add('c', 'k', 1, 'r1')"));
+    assert_eq!(counters_value("c", "k"), 1);
+}
+
+#[pg_test]
+fn counters_orphan_rows_are_not_folded() {
+    // What a counter_add racing a counter_drop leaves behind: a pending row whose
+    // counter is gone. Compaction deletes it without folding it anywhere.
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run(
+        "INSERT INTO counter_pending (counter_id, shard, key, delta) VALUES (999999, 0, 'k', 5)",
+    )
+    .unwrap();
+    assert_eq!(one::<i64>("SELECT counter_compact()"), 1);
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_pending"), 0);
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_totals"), 0);
+}
+
+#[pg_test]
+fn counters_int8_overflow_is_22003_and_does_not_stall_compaction() {
+    Spi::run("SELECT counter_create('c')").unwrap();
+    Spi::run("SELECT counter_add('c', 'big', 9223372036854775807)").unwrap();
+    Spi::run("SELECT counter_add('c', 'big', 9223372036854775807)").unwrap();
+    Spi::run("SELECT counter_add('c', 'small', 1)").unwrap();
+    assert_eq!(
+        counters_sqlstate("SELECT counter_value('c', 'big')"),
+        "22003"
+    );
+    assert_eq!(one::<i64>("SELECT counter_compact()"), 3);
+    assert_eq!(
+        counters_sqlstate("SELECT counter_value('c', 'big')"),
+        "22003"
+    );
+    Spi::run("SELECT counter_add('c', 'big', -9223372036854775807)").unwrap();
+    assert_eq!(counters_value("c", "big"), i64::MAX);
+    assert_eq!(counters_value("c", "small"), 1);
+}
+
+#[pg_test]
+fn counters_reads_are_stable_functions_of_one_snapshot() {
+    // honest labels: reads STABLE + PARALLEL SAFE, writes VOLATILE
+    let labels: String = one(
+        "SELECT string_agg(proname || ':' || provolatile::text || proparallel::text, ' ' ORDER BY proname)
+           FROM pg_proc WHERE proname IN ('counter_value', 'counter_values', 'counter_add', 'counter_set')",
+    );
+    assert_eq!(
+        labels,
+        "counter_add:vu counter_set:vu counter_value:ss counter_values:ss"
+    );
+}
+
+#[pg_test]
+fn counters_tables_are_dumped() {
+    let dumped: String = one("SELECT string_agg(c.relname, ',' ORDER BY c.relname)
+           FROM pg_extension e, unnest(e.extconfig) AS cfg(oid) JOIN pg_class c ON c.oid = cfg.oid
+          WHERE e.extname = 'distributed_counter'");
+    for t in [
+        "counter_id_seq",
+        "counter_pending",
+        "counter_registry",
+        "counter_requests",
+        "counter_totals",
+    ] {
+        assert!(dumped.split(',').any(|d| d == t), "{t} not in {dumped}");
+    }
+}
