@@ -1,4 +1,4 @@
--- cms: count-min frequency sketches. Byte layout: docs/format/cms.md. Glue: src/cms.rs.
+-- cms: count-min frequency sketches. Byte layout: docs/FORMAT.md. Glue: src/cms.rs.
 
 CREATE TYPE cms;
 

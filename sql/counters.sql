@@ -1,4 +1,4 @@
--- counters: exact, hot-key-safe sharded counters (docs/readme/counters.md).
+-- counters: exact, hot-key-safe sharded counters (README.md, "Sharded counters").
 --
 -- Design. counter_add only INSERTs a delta row into the append-only table
 -- counter_pending (shard = pg_backend_pid() % shards): no shared row is ever updated on

@@ -1,4 +1,4 @@
--- topk: mergeable Space-Saving heavy hitters. Byte layout: docs/format/topk.md.
+-- topk: mergeable Space-Saving heavy hitters. Byte layout: docs/FORMAT.md.
 -- Glue: src/topk.rs (the aggregate state is an expanded object while aggregating).
 
 CREATE TYPE topk;

@@ -1,5 +1,5 @@
 //! SQL glue for the CRDT counters `gcounter` and `pncounter`
-//! (see `distributed_counter_core::crdt`; byte layout in docs/format/crdt.md).
+//! (see `distributed_counter_core::crdt`; byte layout in docs/FORMAT.md).
 //!
 //! * Text I/O is the canonical JSON form, binary send/recv the versioned stored bytes.
 //! * `=` compares stored bytes: the encoding is canonical, so equal counters have equal

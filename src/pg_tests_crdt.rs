@@ -41,7 +41,7 @@ fn crdt_text_io_is_canonical_json() {
 
 #[pg_test]
 fn crdt_send_is_the_stored_form() {
-    // docs/format/crdt.md golden example
+    // docs/FORMAT.md golden example
     assert_eq!(
         crdt_text(r#"SELECT gcounter_send('{"a":5,"bc":3}')::text"#),
         "\\x013002000000016105000000000000000262630300000000000000"

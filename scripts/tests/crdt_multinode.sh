@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-node convergence of pncounter/gcounter tables under full-mesh bidirectional
 # logical replication (PostgreSQL 15, no origin filter), using crdt_merge_trigger() and
-# crdt_insert_merge_trigger() as in docs/readme/crdt.md.
+# crdt_insert_merge_trigger() as in README.md ("CRDT counters").
 #
 # Three clusters of our own on loopback ports (default 5521-5523) in /var/tmp. Every node
 # runs several concurrent psql clients that increment and decrement the same keys, all

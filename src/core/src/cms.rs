@@ -21,7 +21,7 @@
 //! overflow). This mapping is part of the stored-format contract: sketches built with a
 //! different mapping would merge into nonsense, so changing it needs a new format version.
 //!
-//! Stored form v1 (see docs/format/cms.md), all little-endian:
+//! Stored form v1 (see docs/FORMAT.md), all little-endian:
 //! `[1][0x10][width u32][depth u32][eps f64][delta f64][total u64][counters u64 x depth*width]`
 //! with the counters row-major (row 0 first).
 
@@ -725,7 +725,7 @@ mod tests {
         assert_eq!(x.eps(), 0.001);
     }
 
-    /// Hand-derived from docs/format/cms.md: eps 0.5 -> width ceil(5.4366) = 6,
+    /// Hand-derived from docs/FORMAT.md: eps 0.5 -> width ceil(5.4366) = 6,
     /// delta 0.2 -> depth ceil(1.609) = 2.
     /// h = 0x0000_0003_0000_0007, count 5: h1 = 7, h2 = 3|1 = 3; row 0 col 7%6 = 1,
     ///   row 1 col (7+3)%6 = 4.

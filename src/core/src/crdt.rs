@@ -20,7 +20,7 @@
 //! runaway node map fails with a clear error instead of exhausting memory.
 //!
 //! Text form is JSON, parsed and written by hand here (no serde); see
-//! docs/format/crdt.md for the grammar and the byte layout.
+//! docs/FORMAT.md for the grammar and the byte layout.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -239,7 +239,7 @@ impl GCounter {
         Ok(g)
     }
 
-    /// Stored form: `[1][0x30][payload]`, see docs/format/crdt.md.
+    /// Stored form: `[1][0x30][payload]`, see docs/FORMAT.md.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + self.payload_len());
         out.push(FORMAT_VERSION);
@@ -424,7 +424,7 @@ impl PNCounter {
         })
     }
 
-    /// Stored form: `[1][0x31][P payload][N payload]`, see docs/format/crdt.md.
+    /// Stored form: `[1][0x31][P payload][N payload]`, see docs/FORMAT.md.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + self.p.payload_len() + self.n.payload_len());
         out.push(FORMAT_VERSION);
@@ -1241,7 +1241,7 @@ mod tests {
 
     #[test]
     fn golden_bytes_gcounter() {
-        // {"a":5,"bc":3}, derived by hand from docs/format/crdt.md.
+        // {"a":5,"bc":3}, derived by hand from docs/FORMAT.md.
         let want: Vec<u8> = vec![
             0x01, 0x30, // version 1, kind gcounter
             0x02, 0x00, 0x00, 0x00, // 2 entries

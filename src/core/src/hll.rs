@@ -27,7 +27,7 @@
 //! A token determines `(register, k)` for every precision `p <= 26`, so sparse sketches
 //! convert to dense losslessly and merge across precisions.
 //!
-//! # Stored form (version 1), see docs/format/hll.md
+//! # Stored form (version 1), see docs/FORMAT.md
 //! `[0x01 version][kind: 0x01 sparse | 0x02 dense][p][payload]`.
 
 use std::sync::OnceLock;
@@ -642,7 +642,7 @@ impl Hll {
             }
     }
 
-    /// The canonical stored form (see docs/format/hll.md).
+    /// The canonical stored form (see docs/FORMAT.md).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.push(FORMAT_VERSION);

@@ -29,7 +29,7 @@
 //! valid Space-Saving states with the same guarantees. Everything else (stored form,
 //! union, list order) depends only on the contents.
 //!
-//! Stored form v1 (docs/format/topk.md), little-endian:
+//! Stored form v1 (docs/FORMAT.md), little-endian:
 //! `[1][0x20][k u32][total u64][n u32]` then `n` entries sorted by item bytes ascending,
 //! each `[count u64][error u64][len u32][len bytes]`.
 
@@ -632,7 +632,7 @@ impl TopK {
     }
 
     /// Decodes a stored form, validating the layout and invariants (I1)-(I3) as far as
-    /// they can be checked without the stream: see docs/format/topk.md.
+    /// they can be checked without the stream: see docs/FORMAT.md.
     pub fn decode(bytes: &[u8]) -> Result<TopK> {
         let mut r = Reader { b: bytes, at: 0 };
         if bytes.len() < TOPK_HEADER_LEN {
@@ -928,7 +928,7 @@ mod tests {
         assert_eq!(t.min_count(), 0);
     }
 
-    /// Hand-derived from docs/format/topk.md.
+    /// Hand-derived from docs/FORMAT.md.
     #[test]
     fn golden_bytes() {
         let mut t = TopK::new(2).unwrap();
