@@ -18,7 +18,7 @@ bench_install_and_start() {
     || { tail -30 /tmp/dc-bench-install.log; return 1; }
   fi
   ./scripts/cluster.sh dc_bench "$BENCH_PORT" "jit = off" "max_parallel_workers_per_gather = 0" \
-    "shared_buffers = '2GB'" "work_mem = '256MB'" "distributed_counter.database = '$BENCH_DB'" \
+    "shared_buffers = '6GB'" "work_mem = '256MB'" "distributed_counter.database = '$BENCH_DB'" \
     "synchronous_commit = on" "max_wal_size = '4GB'"
 }
 
@@ -48,4 +48,39 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM _t;
 SQL
 )
   printf '%s %s\n' "$label" "$out"
+}
+
+# time_interleaved RUNS LABEL1 SQL1 LABEL2 SQL2 ...: runs every query once per round,
+# RUNS rounds, in one session (so slow drifts of a shared machine hit all queries
+# alike), and prints "LABEL median_ms" per query.
+time_interleaved() {
+  local runs=$1; shift
+  local labels=() queries=()
+  while [ $# -gt 0 ]; do labels+=("$1"); queries+=("$2"); shift 2; done
+  local arr="ARRAY["
+  for i in "${!queries[@]}"; do
+    [ "$i" -gt 0 ] && arr+=","
+    arr+="\$q$i\$ ${queries[$i]} \$q$i\$"
+  done
+  arr+="]"
+  local out
+  out=$(bpsql -d "$BENCH_DB" -At <<SQL
+CREATE TEMP TABLE _t (q int, ms float8);
+DO \$\$
+DECLARE t0 timestamptz; dummy text; qs text[] := $arr;
+BEGIN
+  FOR r IN 1..$runs LOOP
+    FOR i IN 1..array_length(qs, 1) LOOP
+      t0 := clock_timestamp();
+      EXECUTE qs[i] INTO dummy;
+      INSERT INTO _t VALUES (i, extract(epoch FROM clock_timestamp() - t0) * 1000);
+    END LOOP;
+  END LOOP;
+END \$\$;
+SELECT q, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM _t GROUP BY q ORDER BY q;
+SQL
+)
+  while IFS='|' read -r q ms; do
+    printf '%s %s\n' "${labels[$((q - 1))]}" "$ms"
+  done <<< "$out"
 }

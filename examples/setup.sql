@@ -13,7 +13,7 @@ CREATE TABLE page_views (
     user_id   int8 NOT NULL,
     page      text NOT NULL
 );
-SELECT setseed(0.5);
+SELECT setseed(0.5) \gset
 INSERT INTO page_views
 SELECT timestamptz '2026-10-01' + (random() * 30) * interval '1 day',
        (200000 * power(random(), 2))::int8,
@@ -32,8 +32,8 @@ SELECT viewed_at::date AS day, cms_add_agg(page) AS page_freq, topk_add_agg(page
 FROM page_views GROUP BY 1;
 
 -- an exact hot-key counter: likes on posts
-SELECT counter_create('likes');
-SELECT counter_add('likes', 'post:' || (1 + (g % 3)), 1) FROM generate_series(1, 3000) g;
+SELECT counter_create('likes') \gset
+SELECT count(*) AS likes_added FROM (SELECT counter_add('likes', 'post:' || (1 + (g % 3)), 1) FROM generate_series(1, 3000) g) s;
 
 -- a CRDT counter per post, as two regions would keep it
 CREATE TABLE post_views (post text PRIMARY KEY, views pncounter NOT NULL DEFAULT '{}');

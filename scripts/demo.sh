@@ -17,11 +17,11 @@ flock -o /tmp/distributed_counter.pg.lock \
   || { tail -30 /tmp/dc-install.log; exit 1; }
 
 log "starting cluster dc_demo on port $PORT"
-./scripts/cluster.sh dc_demo "$PORT"
+./scripts/cluster.sh dc_demo "$PORT" "distributed_counter.database = 'dc_demo'"
 psql_() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$PORT" "$@"; }
 
 log "creating the demo database with sample data"
-psql_ -d postgres -c "DROP DATABASE IF EXISTS dc_demo" -c "CREATE DATABASE dc_demo"
+psql_ -d postgres -c "DROP DATABASE IF EXISTS dc_demo WITH (FORCE)" -c "CREATE DATABASE dc_demo"
 psql_ -d dc_demo -f examples/setup.sql
 log "the SQL tour (examples/tour.sql)"
 psql_ -d dc_demo -e -f examples/tour.sql

@@ -135,43 +135,7 @@ sql_function! { fn cms_print(fcinfo) {
     ))
 }}
 
-// Equality compares the canonical stored bytes; the btree order is byte order (it means
-// nothing about frequencies, it lets DISTINCT / UNION / merge joins sort).
-sql_function! { fn cms_eq(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-sql_function! { fn cms_ne(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-unsafe fn cms_compare(fcinfo: pg_sys::FunctionCallInfo) -> std::cmp::Ordering {
-    varlena_bytes(arg_datum(fcinfo, 0)).cmp(varlena_bytes(arg_datum(fcinfo, 1)))
-}
-sql_function! { fn cms_cmp(fcinfo) { pg_sys::Datum::from(cms_compare(fcinfo) as i32) }}
-sql_function! { fn cms_lt(fcinfo) { datum_bool(cms_compare(fcinfo).is_lt()) }}
-sql_function! { fn cms_le(fcinfo) { datum_bool(cms_compare(fcinfo).is_le()) }}
-sql_function! { fn cms_gt(fcinfo) { datum_bool(cms_compare(fcinfo).is_gt()) }}
-sql_function! { fn cms_ge(fcinfo) { datum_bool(cms_compare(fcinfo).is_ge()) }}
-sql_function! { fn cms_hash(fcinfo) {
-    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
-    pg_sys::Datum::from(h as i32)
-}}
-
 // ---- aggregates ---------------------------------------------------------------------------
-
-/// The transition state as a writable byte slice, if it may be modified in place: we
-/// are called as an aggregate and the state is a plain 4-byte-header value.
-#[inline(always)]
-unsafe fn owned_state<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a mut [u8]> {
-    if arg_is_null(fcinfo, 0) {
-        return None;
-    }
-    let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
-    if is_plain_4b(ptr) && in_aggregate(fcinfo) {
-        Some(plain_4b_payload(ptr))
-    } else {
-        None
-    }
-}
 
 /// The remainder helper of the sketch width this backend last added to, so the per-row
 /// path multiplies instead of dividing. A PostgreSQL backend is single-threaded; a stale

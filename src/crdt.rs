@@ -234,17 +234,7 @@ unsafe fn counter_value<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys:
 sql_function! { fn gcounter_value(fcinfo) { counter_value::<GCounter>(fcinfo) }}
 sql_function! { fn pncounter_value(fcinfo) { counter_value::<PNCounter>(fcinfo) }}
 
-// Equality compares canonical encodings: equal bytes <=> equal counters.
-sql_function! { fn gcounter_eq(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-sql_function! { fn gcounter_ne(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-sql_function! { fn gcounter_hash(fcinfo) {
-    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
-    pg_sys::Datum::from(h as i32)
-}}
+// Equality, hashing and ordering compare canonical encodings (crate::fmgr::dc_bytes_*).
 
 // ---- aggregates ---------------------------------------------------------------------------
 

@@ -278,3 +278,44 @@ pub fn to_hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+// ---- comparisons on canonical bytes, shared by every varlena type -----------------------
+//
+// Each type's encoding is canonical (equal values <=> equal bytes), so equality, hashing
+// and a (meaningless but total) order are the same byte operations for all of them; the
+// SQL declarations of hll, cms, topk, gcounter and pncounter point at these symbols.
+
+unsafe fn compare_varlena_args(fcinfo: pg_sys::FunctionCallInfo) -> std::cmp::Ordering {
+    varlena_bytes(arg_datum(fcinfo, 0)).cmp(varlena_bytes(arg_datum(fcinfo, 1)))
+}
+crate::sql_function! { fn dc_bytes_eq(fcinfo) {
+    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
+}}
+crate::sql_function! { fn dc_bytes_ne(fcinfo) {
+    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
+}}
+crate::sql_function! { fn dc_bytes_cmp(fcinfo) { pg_sys::Datum::from(compare_varlena_args(fcinfo) as i32) }}
+crate::sql_function! { fn dc_bytes_lt(fcinfo) { datum_bool(compare_varlena_args(fcinfo).is_lt()) }}
+crate::sql_function! { fn dc_bytes_le(fcinfo) { datum_bool(compare_varlena_args(fcinfo).is_le()) }}
+crate::sql_function! { fn dc_bytes_gt(fcinfo) { datum_bool(compare_varlena_args(fcinfo).is_gt()) }}
+crate::sql_function! { fn dc_bytes_ge(fcinfo) { datum_bool(compare_varlena_args(fcinfo).is_ge()) }}
+crate::sql_function! { fn dc_bytes_hash(fcinfo) {
+    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
+    pg_sys::Datum::from(h as i32)
+}}
+
+/// An aggregate's transition state (argument 0) as a writable byte slice, if it may be
+/// modified in place: we are called as an aggregate and the state is a plain
+/// 4-byte-header value (not a short, compressed or TOASTed one).
+#[inline(always)]
+pub unsafe fn owned_state<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a mut [u8]> {
+    if arg_is_null(fcinfo, 0) {
+        return None;
+    }
+    let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
+    if is_plain_4b(ptr) && in_aggregate(fcinfo) {
+        Some(plain_4b_payload(ptr))
+    } else {
+        None
+    }
+}

@@ -55,8 +55,9 @@ impl HashPlan {
             pg_sys::UUIDOID => Strategy::Uuid,
             _ => Strategy::SendForm,
         };
-        let plan = pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<HashPlan>())
-            as *mut HashPlan;
+        let plan =
+            pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<HashPlan>())
+                as *mut HashPlan;
         (*plan).type_oid = type_oid;
         (*plan).strategy = strategy;
         if strategy == Strategy::SendForm {

@@ -152,7 +152,10 @@ unsafe fn float8_record(fcinfo: pg_sys::FunctionCallInfo, values: &[f64]) -> pg_
     if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc)
         != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
     {
-        invalid_parameter("function returning record called in a context that cannot accept it", None);
+        invalid_parameter(
+            "function returning record called in a context that cannot accept it",
+            None,
+        );
     }
     let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
     let mut datums: Vec<pg_sys::Datum> = values.iter().map(|&v| datum_f64(v)).collect();
@@ -161,50 +164,15 @@ unsafe fn float8_record(fcinfo: pg_sys::FunctionCallInfo, values: &[f64]) -> pg_
     pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
 }
 
-// Equality compares canonical encodings: equal bytes <=> equal sketches.
-sql_function! { fn hll_eq(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-sql_function! { fn hll_ne(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-// A total order on the canonical bytes. It means nothing about cardinality; it exists
-// so sorting plans (count(DISTINCT h), UNION, merge joins, btree indexes) work.
-unsafe fn hll_compare(fcinfo: pg_sys::FunctionCallInfo) -> std::cmp::Ordering {
-    varlena_bytes(arg_datum(fcinfo, 0)).cmp(varlena_bytes(arg_datum(fcinfo, 1)))
-}
-sql_function! { fn hll_cmp(fcinfo) {
-    pg_sys::Datum::from(hll_compare(fcinfo) as i32)
-}}
-sql_function! { fn hll_lt(fcinfo) { datum_bool(hll_compare(fcinfo).is_lt()) }}
-sql_function! { fn hll_le(fcinfo) { datum_bool(hll_compare(fcinfo).is_le()) }}
-sql_function! { fn hll_gt(fcinfo) { datum_bool(hll_compare(fcinfo).is_gt()) }}
-sql_function! { fn hll_ge(fcinfo) { datum_bool(hll_compare(fcinfo).is_ge()) }}
-sql_function! { fn hll_hash(fcinfo) {
-    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
-    pg_sys::Datum::from(h as i32)
-}}
-
 // ---- aggregates -----------------------------------------------------------------------
-
-/// The transition state as a writable byte slice, if it may be modified in place: we
-/// are called as an aggregate and the state is a plain 4-byte-header value.
-#[inline(always)]
-unsafe fn owned_state<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a mut [u8]> {
-    if arg_is_null(fcinfo, 0) {
-        return None;
-    }
-    let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
-    if is_plain_4b(ptr) && in_aggregate(fcinfo) {
-        Some(plain_4b_payload(ptr))
-    } else {
-        None
-    }
-}
 
 /// Add hash `h` to the state (argument 0), creating it at precision `p` if NULL.
 #[inline(always)]
-unsafe fn add_to_state(fcinfo: pg_sys::FunctionCallInfo, h: u64, p: impl FnOnce() -> i32) -> pg_sys::Datum {
+unsafe fn add_to_state(
+    fcinfo: pg_sys::FunctionCallInfo,
+    h: u64,
+    p: impl FnOnce() -> i32,
+) -> pg_sys::Datum {
     if let Some(state) = owned_state(fcinfo) {
         if ull::dense_add_in_place(state, h) {
             return arg_datum(fcinfo, 0);

@@ -9,15 +9,15 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod cms;
+pub mod counters;
+pub mod crdt;
 pub mod error;
 pub mod fmgr;
 pub mod guc;
 pub mod hashing;
 pub mod hll;
-pub mod cms;
 pub mod topk;
-pub mod crdt;
-pub mod counters;
 
 // The whole SQL surface, in dependency order. pgrx contributes no generated SQL: every
 // function is declared by hand, pointing at the `sql_function!` symbols.
@@ -26,7 +26,11 @@ pgrx::extension_sql_file!("../sql/hll.sql", name = "hll", requires = ["hashval"]
 pgrx::extension_sql_file!("../sql/cms.sql", name = "cms", requires = ["hll"]);
 pgrx::extension_sql_file!("../sql/topk.sql", name = "topk", requires = ["cms"]);
 pgrx::extension_sql_file!("../sql/crdt.sql", name = "crdt", requires = ["topk"]);
-pgrx::extension_sql_file!("../sql/counters.sql", name = "counters", requires = ["crdt"]);
+pgrx::extension_sql_file!(
+    "../sql/counters.sql",
+    name = "counters",
+    requires = ["crdt"]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

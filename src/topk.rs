@@ -387,27 +387,6 @@ sql_function! {
     pg_sys::Datum::from(0usize)
 }}
 
-// Equality compares the canonical stored bytes (entries sorted by item); the btree
-// order is byte order, meaningful only for sorting plans.
-sql_function! { fn topk_eq(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) == varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-sql_function! { fn topk_ne(fcinfo) {
-    datum_bool(varlena_bytes(arg_datum(fcinfo, 0)) != varlena_bytes(arg_datum(fcinfo, 1)))
-}}
-unsafe fn topk_compare(fcinfo: pg_sys::FunctionCallInfo) -> std::cmp::Ordering {
-    varlena_bytes(arg_datum(fcinfo, 0)).cmp(varlena_bytes(arg_datum(fcinfo, 1)))
-}
-sql_function! { fn topk_cmp(fcinfo) { pg_sys::Datum::from(topk_compare(fcinfo) as i32) }}
-sql_function! { fn topk_lt(fcinfo) { datum_bool(topk_compare(fcinfo).is_lt()) }}
-sql_function! { fn topk_le(fcinfo) { datum_bool(topk_compare(fcinfo).is_le()) }}
-sql_function! { fn topk_gt(fcinfo) { datum_bool(topk_compare(fcinfo).is_gt()) }}
-sql_function! { fn topk_ge(fcinfo) { datum_bool(topk_compare(fcinfo).is_ge()) }}
-sql_function! { fn topk_hash(fcinfo) {
-    let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
-    pg_sys::Datum::from(h as i32)
-}}
-
 // ---- aggregates ---------------------------------------------------------------------------
 
 sql_function! {

@@ -62,9 +62,14 @@ fn trial(seed: i32, points: &[u64]) -> Vec<Vec<(f64, usize)>> {
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let trials: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(300);
-    let max_n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let max_n: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
     let points = grid(max_n);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::new();
     for t in 0..threads {

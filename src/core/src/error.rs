@@ -27,7 +27,12 @@ pub struct CoreError {
 
 impl CoreError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        CoreError { kind, message: message.into(), detail: None, hint: None }
+        CoreError {
+            kind,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
     }
     pub fn invalid_text(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidText, message)

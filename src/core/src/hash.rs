@@ -51,10 +51,7 @@ mod tests {
     #[test]
     fn seed_changes_the_hash_and_is_sign_extended() {
         assert_ne!(hash_i64(1, 0), hash_i64(1, 1));
-        assert_eq!(
-            hash_bytes(b"abc", -1),
-            xxh3_64_with_seed(b"abc", u64::MAX)
-        );
+        assert_eq!(hash_bytes(b"abc", -1), xxh3_64_with_seed(b"abc", u64::MAX));
     }
 
     /// Golden values: if any of these move, every stored sketch in the wild would

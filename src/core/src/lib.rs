@@ -4,11 +4,11 @@
 //! Every stored form is `[format version][kind][params][payload]`, little-endian,
 //! and every decoder validates lengths, ranges and ordering before use.
 
+pub mod cms;
 pub mod crdt;
 pub mod error;
 pub mod hash;
 pub mod hll;
-pub mod cms;
 pub mod topk;
 
 pub use error::{CoreError, ErrorKind, Result};
