@@ -7,7 +7,6 @@
 //! varatt.h) so the per-row paths make no guarded `pg_sys` call.
 
 use pgrx::pg_sys;
-use std::ffi::c_int;
 
 /// Declare a version-1 SQL-callable function: emits `pg_finfo_<name>` and a
 /// panic-guarded `extern "C-unwind"` entry point.
@@ -33,16 +32,6 @@ macro_rules! sql_function {
     };
 }
 
-unsafe extern "C-unwind" {
-    /// Unguarded on purpose: it only inspects `fcinfo->context` and cannot error, and
-    /// the guarded pgrx wrapper costs a sigsetjmp per row.
-    #[link_name = "AggCheckCallContext"]
-    fn agg_check_call_context_raw(
-        fcinfo: pg_sys::FunctionCallInfo,
-        aggcontext: *mut pg_sys::MemoryContext,
-    ) -> c_int;
-}
-
 /// True when called as an aggregate transition/combine function, i.e. the state
 /// argument belongs to the aggregate and may be modified in place.
 ///
@@ -58,12 +47,6 @@ pub unsafe fn in_aggregate(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     tag == pg_sys::NodeTag::T_AggState || tag == pg_sys::NodeTag::T_WindowAggState
 }
 
-/// The out-of-line AggCheckCallContext, for code that also wants the aggregate context.
-#[inline]
-pub unsafe fn aggregate_context(fcinfo: pg_sys::FunctionCallInfo) -> Option<pg_sys::MemoryContext> {
-    let mut cx: pg_sys::MemoryContext = std::ptr::null_mut();
-    (agg_check_call_context_raw(fcinfo, &mut cx) != 0).then_some(cx)
-}
 
 #[inline(always)]
 pub unsafe fn arg_is_null(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> bool {
