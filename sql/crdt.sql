@@ -37,6 +37,16 @@ CREATE FUNCTION pncounter(gcounter) RETURNS pncounter
     AS 'MODULE_PATHNAME', 'pncounter_from_gcounter' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE CAST (gcounter AS pncounter) WITH FUNCTION pncounter(gcounter);
 
+-- The stored bytes as bytea and back (the bytea -> counter direction validates: 22P03).
+CREATE FUNCTION gcounter_from_bytea(bytea) RETURNS gcounter
+    AS 'MODULE_PATHNAME', 'gcounter_from_bytea' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (bytea AS gcounter) WITH FUNCTION gcounter_from_bytea(bytea);
+CREATE CAST (gcounter AS bytea) WITHOUT FUNCTION;
+CREATE FUNCTION pncounter_from_bytea(bytea) RETURNS pncounter
+    AS 'MODULE_PATHNAME', 'pncounter_from_bytea' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (bytea AS pncounter) WITH FUNCTION pncounter_from_bytea(bytea);
+CREATE CAST (pncounter AS bytea) WITHOUT FUNCTION;
+
 -- Counting. Not STRICT: a NULL counter is the empty one, a NULL node the default node
 -- (GUC distributed_counter.node_id, else the system identifier), so STABLE.
 CREATE FUNCTION gcounter_increment(gcounter, n int8 DEFAULT 1, node text DEFAULT NULL) RETURNS gcounter

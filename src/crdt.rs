@@ -171,6 +171,15 @@ unsafe fn counter_recv<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::
     ptr_datum(bytes_to_varlena(bytes))
 }
 
+/// `bytea -> gcounter/pncounter` casts: the stored bytes, validated (22P03).
+unsafe fn counter_from_bytea<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let bytes = varlena_bytes(arg_datum(fcinfo, 0));
+    C::decode(bytes).or_raise();
+    ptr_datum(bytes_to_varlena(bytes))
+}
+
+sql_function! { fn gcounter_from_bytea(fcinfo) { counter_from_bytea::<GCounter>(fcinfo) }}
+sql_function! { fn pncounter_from_bytea(fcinfo) { counter_from_bytea::<PNCounter>(fcinfo) }}
 sql_function! { fn gcounter_in(fcinfo) { counter_in::<GCounter>(fcinfo, "gcounter") }}
 sql_function! { fn gcounter_out(fcinfo) { counter_out::<GCounter>(fcinfo) }}
 sql_function! { fn gcounter_recv(fcinfo) { counter_recv::<GCounter>(fcinfo) }}

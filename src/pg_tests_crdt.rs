@@ -480,3 +480,21 @@ fn crdt_triggers_reject_misuse() {
         "39P01"
     );
 }
+
+#[pg_test]
+fn crdt_bytea_casts_round_trip_and_validate() {
+    assert!(one::<bool>(
+        "SELECT c::bytea::gcounter = c FROM (SELECT gcounter_increment(gcounter_increment(NULL, 5, 'a'), 3, 'b') c) s"
+    ));
+    assert!(one::<bool>(
+        "SELECT c::bytea::pncounter = c FROM (SELECT pncounter_decrement(pncounter_increment(NULL, 5, 'a'), 2, 'b') c) s"
+    ));
+    // the stored bytes of a gcounter are not a pncounter (kind byte differs): 22P03
+    Spi::run(
+        "DO $$ BEGIN \
+           PERFORM gcounter_increment(NULL, 1, 'a')::bytea::pncounter; \
+           RAISE EXCEPTION 'gcounter bytes were accepted as a pncounter'; \
+         EXCEPTION WHEN invalid_binary_representation THEN NULL; END $$",
+    )
+    .unwrap();
+}
