@@ -1,0 +1,242 @@
+//! The properties checked by the fuzz targets (one function per target), kept in a
+//! library so the seed generator and regression tests can call them without libFuzzer.
+//!
+//! Every target checks, for arbitrary input bytes:
+//! * no panic (an `Err` is the expected answer for almost all inputs);
+//! * anything accepted is canonical: it re-encodes to exactly the input bytes, and the
+//!   re-encoding decodes to an equal value;
+//! * the basic operations on an accepted value (estimate / count / list / value, merge
+//!   with itself, the in-place hot paths used by the aggregates) do not panic and keep
+//!   the value decodable.
+//!
+//! Unbounded allocation is caught by libFuzzer's `-malloc_limit_mb` / `-rss_limit_mb`
+//! (set by scripts/fuzz.sh).
+
+use distributed_counter_core::cms::Cms;
+use distributed_counter_core::crdt::{GCounter, PNCounter};
+use distributed_counter_core::hash::hash_bytes;
+use distributed_counter_core::hll::{self, Hll};
+use distributed_counter_core::topk::TopK;
+
+/// A few hashes to probe a sketch with: fixed extremes plus one derived from the input.
+fn probe_hashes(data: &[u8]) -> [u64; 4] {
+    [0, u64::MAX, 0x8000_0000_0000_0001, hash_bytes(data, 0)]
+}
+
+pub fn hll_decode(data: &[u8]) {
+    // The in-place hot paths take stored bytes that were validated on entry, but are
+    // documented to stay in bounds on anything: exercise them on raw input too.
+    for h in probe_hashes(data) {
+        let _ = hll::sparse_contains_hash(data, h);
+        let mut copy = data.to_vec();
+        let _ = hll::dense_add_in_place(&mut copy, h);
+    }
+    let _ = hll::dense_precision(data);
+    {
+        let mut copy = data.to_vec();
+        let _ = hll::dense_merge_in_place(&mut copy, data);
+        let _ = hll::dense_merge_sparse_in_place(&mut copy, data);
+    }
+
+    let Ok(h) = Hll::decode(data) else { return };
+    let enc = h.encode();
+    assert_eq!(enc, data, "hll: accepted input is not canonical");
+    assert_eq!(enc.len(), h.encoded_len());
+    let again = Hll::decode(&enc).expect("hll: re-encoding does not decode");
+    assert_eq!(again, h);
+
+    let e = h.estimate();
+    assert!(e.is_finite() && e >= 0.0, "hll estimate {e}");
+    // FGRA (kept for comparison, not exposed in SQL) is +inf when every register is
+    // saturated, as in Ertl's reference (hash4j): a cardinality beyond what the
+    // sketch can represent. Only NaN or a negative value would be a defect.
+    let f = h.estimate_fgra();
+    assert!(!f.is_nan() && f >= 0.0, "hll fgra estimate {f}");
+    let _ = h.bounds(0.95);
+    let _ = h.certain_lower_bound();
+    let _ = h.describe();
+    let _ = h.is_empty();
+
+    // Union is idempotent.
+    let mut u = h.clone();
+    u.union(&h);
+    assert_eq!(
+        u.estimate(),
+        h.estimate(),
+        "hll: union with itself changed the estimate"
+    );
+    Hll::decode(&u.encode()).expect("hll: union result does not decode");
+
+    let mut d = h.clone();
+    d.densify();
+    Hll::decode(&d.encode()).expect("hll: densified value does not decode");
+    for p in [hll::MIN_P as i32, h.precision() as i32] {
+        if let Ok(r) = h.reduce_precision(p) {
+            Hll::decode(&r.encode()).expect("hll: reduced value does not decode");
+        }
+    }
+
+    let mut a = h.clone();
+    for x in probe_hashes(data) {
+        a.add_hash(x);
+    }
+    Hll::decode(&a.encode()).expect("hll: value after add does not decode");
+
+    if hll::dense_precision(data).is_some() {
+        // In-place ops on a valid dense value keep it valid; self-merge is a no-op.
+        let mut m = data.to_vec();
+        assert!(hll::dense_merge_in_place(&mut m, data));
+        assert_eq!(m, data, "hll: dense self-merge changed the bytes");
+        for x in probe_hashes(data) {
+            assert!(hll::dense_add_in_place(&mut m, x));
+        }
+        Hll::decode(&m).expect("hll: dense value after in-place add does not decode");
+    }
+}
+
+pub fn cms_decode(data: &[u8]) {
+    // Layout-only checked in-place paths on raw bytes.
+    for h in probe_hashes(data) {
+        let _ = Cms::count_in_place(data, h);
+        let mut copy = data.to_vec();
+        let _ = Cms::add_in_place(&mut copy, h, 1);
+    }
+    let _ = Cms::read_header(data);
+    {
+        let mut copy = data.to_vec();
+        let _ = Cms::merge_in_place(&mut copy, data);
+    }
+
+    let Ok(c) = Cms::decode(data) else { return };
+    let enc = c.encode();
+    assert_eq!(enc, data, "cms: accepted input is not canonical");
+    assert_eq!(enc.len(), c.encoded_len());
+    let again = Cms::decode(&enc).expect("cms: re-encoding does not decode");
+    assert_eq!(again, c);
+
+    for h in probe_hashes(data) {
+        let est = c.count_hash(h);
+        assert!(
+            est <= c.total(),
+            "cms: estimate {est} above total {}",
+            c.total()
+        );
+        assert_eq!(Cms::count_in_place(data, h).ok(), Some(est));
+    }
+    let _ = (c.width(), c.depth(), c.eps(), c.delta(), c.header());
+
+    let mut u = c.clone();
+    if u.union(&c).is_ok() {
+        let d = Cms::decode(&u.encode()).expect("cms: union result does not decode");
+        let mut m = data.to_vec();
+        Cms::merge_in_place(&mut m, data).expect("cms: in-place self-merge failed");
+        assert_eq!(m, d.encode(), "cms: in-place merge differs from union");
+    }
+    let mut a = c.clone();
+    if a.add_hash(hash_bytes(data, 1), 1).is_ok() {
+        Cms::decode(&a.encode()).expect("cms: value after add does not decode");
+    }
+}
+
+pub fn topk_decode(data: &[u8]) {
+    let Ok(t) = TopK::decode(data) else { return };
+    let enc = t.encode();
+    assert_eq!(enc, data, "topk: accepted input is not canonical");
+    assert_eq!(enc.len(), t.encoded_len());
+    let again = TopK::decode(&enc).expect("topk: re-encoding does not decode");
+    assert_eq!(again, t);
+
+    let list = t.list();
+    assert!(list.len() <= t.k() as usize);
+    assert_eq!(t.tracked().len(), t.len());
+    let _ = t.min_count();
+
+    let mut u = t.clone();
+    if u.union(&t).is_ok() {
+        TopK::decode(&u.encode()).expect("topk: union result does not decode");
+    }
+    let mut a = t.clone();
+    for item in [&b""[..], b"a", data.get(..8).unwrap_or(data)] {
+        if a.add(item, 1).is_ok() {
+            TopK::decode(&a.encode()).expect("topk: value after add does not decode");
+        }
+    }
+}
+
+fn check_gcounter(g: &GCounter) {
+    let enc = g.encode();
+    let again = GCounter::decode(&enc).expect("gcounter: encoding does not decode");
+    assert_eq!(&again, g);
+    let json = g.to_json();
+    let parsed = GCounter::from_json(&json).expect("gcounter: to_json does not parse");
+    assert_eq!(&parsed, g);
+    assert_eq!(parsed.to_json(), json);
+    let _ = g.value();
+    assert_eq!(g.nodes().len(), g.len());
+    for (node, n) in g.nodes() {
+        assert_eq!(g.get(node), n);
+    }
+    let mut m = g.clone();
+    m.merge(g).expect("gcounter: merge with itself failed");
+    assert_eq!(&m, g, "gcounter: merge with itself is not idempotent");
+}
+
+fn check_pncounter(c: &PNCounter) {
+    let enc = c.encode();
+    let again = PNCounter::decode(&enc).expect("pncounter: encoding does not decode");
+    assert_eq!(&again, c);
+    let json = c.to_json();
+    let parsed = PNCounter::from_json(&json).expect("pncounter: to_json does not parse");
+    assert_eq!(&parsed, c);
+    assert_eq!(parsed.to_json(), json);
+    let _ = c.value();
+    check_gcounter(c.p());
+    check_gcounter(c.n());
+    let mut m = c.clone();
+    m.merge(c).expect("pncounter: merge with itself failed");
+    assert_eq!(&m, c, "pncounter: merge with itself is not idempotent");
+}
+
+pub fn gcounter_decode(data: &[u8]) {
+    let Ok(g) = GCounter::decode(data) else {
+        return;
+    };
+    assert_eq!(
+        g.encode(),
+        data,
+        "gcounter: accepted input is not canonical"
+    );
+    check_gcounter(&g);
+}
+
+pub fn pncounter_decode(data: &[u8]) {
+    let Ok(c) = PNCounter::decode(data) else {
+        return;
+    };
+    assert_eq!(
+        c.encode(),
+        data,
+        "pncounter: accepted input is not canonical"
+    );
+    check_pncounter(&c);
+}
+
+pub fn gcounter_json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(g) = GCounter::from_json(text) else {
+        return;
+    };
+    check_gcounter(&g);
+}
+
+pub fn pncounter_json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(c) = PNCounter::from_json(text) else {
+        return;
+    };
+    check_pncounter(&c);
+}
