@@ -9,7 +9,7 @@ CREATE FUNCTION cms_out(cms) RETURNS cstring
 CREATE FUNCTION cms_recv(internal) RETURNS cms
     AS 'MODULE_PATHNAME', 'cms_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION cms_send(cms) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'cms_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dc_bytes_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- STORAGE = extended (the default): a default sketch is ~106 KB of mostly small
 -- counters, which compresses well and belongs in TOAST.

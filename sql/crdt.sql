@@ -9,7 +9,7 @@ CREATE FUNCTION gcounter_out(gcounter) RETURNS cstring
 CREATE FUNCTION gcounter_recv(internal) RETURNS gcounter
     AS 'MODULE_PATHNAME', 'gcounter_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION gcounter_send(gcounter) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'gcounter_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dc_bytes_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE TYPE gcounter (
     INPUT = gcounter_in, OUTPUT = gcounter_out,
     RECEIVE = gcounter_recv, SEND = gcounter_send,
@@ -25,7 +25,7 @@ CREATE FUNCTION pncounter_out(pncounter) RETURNS cstring
 CREATE FUNCTION pncounter_recv(internal) RETURNS pncounter
     AS 'MODULE_PATHNAME', 'pncounter_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION pncounter_send(pncounter) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'pncounter_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dc_bytes_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE TYPE pncounter (
     INPUT = pncounter_in, OUTPUT = pncounter_out,
     RECEIVE = pncounter_recv, SEND = pncounter_send,

@@ -60,10 +60,6 @@ sql_function! { fn cms_recv(fcinfo) {
     cms_datum(bytes)
 }}
 
-sql_function! { fn cms_send(fcinfo) {
-    bytea_datum(varlena_bytes(arg_datum(fcinfo, 0)))
-}}
-
 sql_function! {
     /// `bytea -> cms` cast: validates (22P03 on bad bytes).
     fn cms_from_bytea(fcinfo) {
@@ -155,15 +151,6 @@ unsafe fn divisor_for(state: &[u8]) -> CmsDivisor {
             LAST_DIVISOR = Some(d);
             d
         }
-    }
-}
-
-#[inline(always)]
-unsafe fn state_or_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    if arg_is_null(fcinfo, 0) {
-        return_null(fcinfo)
-    } else {
-        arg_datum(fcinfo, 0)
     }
 }
 

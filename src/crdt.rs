@@ -183,11 +183,9 @@ sql_function! { fn pncounter_from_bytea(fcinfo) { counter_from_bytea::<PNCounter
 sql_function! { fn gcounter_in(fcinfo) { counter_in::<GCounter>(fcinfo, "gcounter") }}
 sql_function! { fn gcounter_out(fcinfo) { counter_out::<GCounter>(fcinfo) }}
 sql_function! { fn gcounter_recv(fcinfo) { counter_recv::<GCounter>(fcinfo) }}
-sql_function! { fn gcounter_send(fcinfo) { bytea_datum(varlena_bytes(arg_datum(fcinfo, 0))) }}
 sql_function! { fn pncounter_in(fcinfo) { counter_in::<PNCounter>(fcinfo, "pncounter") }}
 sql_function! { fn pncounter_out(fcinfo) { counter_out::<PNCounter>(fcinfo) }}
 sql_function! { fn pncounter_recv(fcinfo) { counter_recv::<PNCounter>(fcinfo) }}
-sql_function! { fn pncounter_send(fcinfo) { bytea_datum(varlena_bytes(arg_datum(fcinfo, 0))) }}
 
 sql_function! {
     /// `gcounter -> pncounter` cast: the increments become the P part.

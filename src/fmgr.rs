@@ -47,7 +47,6 @@ pub unsafe fn in_aggregate(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     tag == pg_sys::NodeTag::T_AggState || tag == pg_sys::NodeTag::T_WindowAggState
 }
 
-
 #[inline(always)]
 pub unsafe fn arg_is_null(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> bool {
     (*fcinfo).args.as_slice((*fcinfo).nargs as usize)[n].isnull
@@ -286,6 +285,19 @@ crate::sql_function! { fn dc_bytes_hash(fcinfo) {
     let h = distributed_counter_core::hash::hash_bytes(varlena_bytes(arg_datum(fcinfo, 0)), 0);
     pg_sys::Datum::from(h as i32)
 }}
+
+// Binary send of every varlena type: the stored bytes, as they are.
+crate::sql_function! { fn dc_bytes_send(fcinfo) { bytea_datum(varlena_bytes(arg_datum(fcinfo, 0))) }}
+
+/// A transition function's answer for a NULL input: the state unchanged (or NULL).
+#[inline(always)]
+pub unsafe fn state_or_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    if arg_is_null(fcinfo, 0) {
+        return_null(fcinfo)
+    } else {
+        arg_datum(fcinfo, 0)
+    }
+}
 
 /// An aggregate's transition state (argument 0) as a writable byte slice, if it may be
 /// modified in place: we are called as an aggregate and the state is a plain

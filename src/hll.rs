@@ -67,10 +67,6 @@ sql_function! { fn hll_recv(fcinfo) {
     hll_datum(&apply_typmod(h, typmod).or_raise())
 }}
 
-sql_function! { fn hll_send(fcinfo) {
-    bytea_datum(varlena_bytes(arg_datum(fcinfo, 0)))
-}}
-
 sql_function! {
     /// `bytea -> hll` cast: validates (22P03 on bad bytes).
     fn hll_from_bytea(fcinfo) {
@@ -188,15 +184,6 @@ unsafe fn add_to_state(
     };
     state.add_hash(h);
     hll_datum(&state)
-}
-
-#[inline(always)]
-unsafe fn state_or_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    if arg_is_null(fcinfo, 0) {
-        return_null(fcinfo)
-    } else {
-        arg_datum(fcinfo, 0)
-    }
 }
 
 sql_function! {

@@ -273,15 +273,6 @@ unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, t: TopK) -> pg_sys::Datum 
     }
 }
 
-#[inline(always)]
-unsafe fn state_or_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    if arg_is_null(fcinfo, 0) {
-        return_null(fcinfo)
-    } else {
-        arg_datum(fcinfo, 0)
-    }
-}
-
 // ---- I/O ----------------------------------------------------------------------------------
 
 sql_function! { fn topk_in(fcinfo) {
@@ -300,10 +291,6 @@ sql_function! { fn topk_out(fcinfo) {
 
 sql_function! { fn topk_recv(fcinfo) {
     topk_datum(&topk_from_input(recv_bytes(arg_datum(fcinfo, 0))))
-}}
-
-sql_function! { fn topk_send(fcinfo) {
-    bytea_datum(varlena_bytes(arg_datum(fcinfo, 0)))
 }}
 
 sql_function! {
