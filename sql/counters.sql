@@ -55,10 +55,11 @@ CREATE TABLE counter_pending (
         autovacuum_vacuum_insert_threshold = 10000,
         autovacuum_analyze_scale_factor = 0.0, autovacuum_analyze_threshold = 50000,
         autovacuum_vacuum_cost_delay = 0);
--- shard before key: concurrent writers of one hot key insert into different leaf pages
--- instead of all contending for the rightmost leaf of that key. A read probes
--- `shards` index positions (shard = ANY(...)).
-CREATE INDEX counter_pending_key ON counter_pending (counter_id, shard, key);
+-- (counter_id, key) first: a read of one key is one contiguous index range. shard last:
+-- once a hot key has more than a leaf page of pending rows, its shard sections sit on
+-- different leaf pages, so its concurrent writers insert into different pages instead of
+-- all contending for the rightmost leaf of the key.
+CREATE INDEX counter_pending_key ON counter_pending (counter_id, key, shard);
 
 -- request_ids seen by counter_add within distributed_counter.dedupe_retention.
 CREATE TABLE counter_requests (
@@ -117,11 +118,6 @@ BEGIN
 END
 $$;
 
--- The shard numbers of a counter with n shards, as the index probe list.
-CREATE FUNCTION _counter_shard_list(n int4) RETURNS int2[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pg_catalog.array_agg(s::int2) FROM pg_catalog.generate_series(0, n - 1) AS s $$;
-
 -- distributed_counter.dedupe_retention as an interval. current_setting() shows the GUC
 -- with a unit ('1d', '90s'); a placeholder (library not loaded) is the raw number of
 -- seconds; both parse as intervals. Default 1 day when unset.
@@ -150,10 +146,13 @@ BEGIN
 END
 $$;
 
--- The write path. Without a request_id it is ONE statement: insert the delta row,
--- finding the counter in the same statement (no lock: a concurrent drop leaves an orphan
--- row that compaction deletes). Errors are diagnosed only when nothing was inserted.
-CREATE FUNCTION counter_add(name text, key text, delta int8 DEFAULT 1, request_id text DEFAULT NULL)
+-- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
+-- the common case and calls this for everything else (request_id, bad arguments,
+-- unknown counter, missing privileges, a changed table layout); the two must agree.
+-- Without a request_id it is ONE statement: insert the delta row, finding the counter in
+-- the same statement (no lock: a concurrent drop leaves an orphan row that compaction
+-- deletes). Errors are diagnosed only when nothing was inserted.
+CREATE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text)
 RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -161,68 +160,74 @@ DECLARE
     nshards int4;
 BEGIN
     -- _counter_check_key, inlined on the hot path.
-    IF counter_add.key IS NULL OR pg_catalog.octet_length(counter_add.key) > 2000 THEN
-        PERFORM @extschema@._counter_check_key(counter_add.key);
+    IF _counter_add_sql.key IS NULL OR pg_catalog.octet_length(_counter_add_sql.key) > 2000 THEN
+        PERFORM @extschema@._counter_check_key(_counter_add_sql.key);
     END IF;
-    IF counter_add.delta IS NULL THEN
+    IF _counter_add_sql.delta IS NULL THEN
         RAISE EXCEPTION 'counter delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF counter_add.request_id IS NULL THEN
+    IF _counter_add_sql.request_id IS NULL THEN
         INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
-        SELECT r.id, (pg_catalog.pg_backend_pid() % r.shards)::int2, counter_add.key, counter_add.delta
-        FROM @extschema@.counter_registry r WHERE r.name = counter_add.name;
+        SELECT r.id, (pg_catalog.pg_backend_pid() % r.shards)::int2, _counter_add_sql.key, _counter_add_sql.delta
+        FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
         IF NOT FOUND THEN
-            PERFORM @extschema@._counter_missing(counter_add.name);
+            PERFORM @extschema@._counter_missing(_counter_add_sql.name);
         END IF;
         RETURN true;
     END IF;
     SELECT r.id, r.shards INTO cid, nshards
-    FROM @extschema@.counter_registry r WHERE r.name = counter_add.name;
+    FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
     IF NOT FOUND THEN
-        PERFORM @extschema@._counter_missing(counter_add.name);
+        PERFORM @extschema@._counter_missing(_counter_add_sql.name);
     END IF;
-    IF pg_catalog.octet_length(counter_add.request_id) > 512 THEN
-        RAISE EXCEPTION 'request_id is too long (% bytes)', pg_catalog.octet_length(counter_add.request_id)
+    IF pg_catalog.octet_length(_counter_add_sql.request_id) > 512 THEN
+        RAISE EXCEPTION 'request_id is too long (% bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A request_id is at most 512 bytes.';
     END IF;
     -- The primary key makes concurrent duplicates wait for each other: exactly one
     -- commits a new row. An entry older than the retention is re-armed, as if purged.
     INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id)
-    VALUES (cid, counter_add.request_id)
+    VALUES (cid, _counter_add_sql.request_id)
     ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now()
         WHERE q.added_at < now() - @extschema@._counter_retention();
     IF NOT FOUND THEN
         RETURN false;
     END IF;
     INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
-    VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, counter_add.key, counter_add.delta);
+    VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta);
     RETURN true;
 END
 $$;
+
+CREATE FUNCTION counter_add(name text, key text, delta int8 DEFAULT 1, request_id text DEFAULT NULL)
+RETURNS bool AS 'MODULE_PATHNAME', 'dc_counter_add' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION counter_value(name text, key text) RETURNS int8
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 #variable_conflict use_column
 DECLARE
-    cid int4;
-    nshards int4;
     result numeric;
 BEGIN
-    SELECT r.id, r.shards INTO cid, nshards
+    -- _counter_check_key, inlined; an unknown counter is reported first.
+    IF counter_value.key IS NULL OR pg_catalog.octet_length(counter_value.key) > 2000 THEN
+        PERFORM FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
+        IF NOT FOUND THEN
+            PERFORM @extschema@._counter_missing(counter_value.name);
+        END IF;
+        PERFORM @extschema@._counter_check_key(counter_value.key);
+    END IF;
+    -- One statement = one snapshot: a concurrent compaction moves rows from pending to
+    -- totals atomically, so the sum is exact. The pending rows of the key are one index
+    -- range (counter_id, key).
+    SELECT COALESCE((SELECT t.value FROM @extschema@.counter_totals t
+                     WHERE t.counter_id = r.id AND t.key = counter_value.key), 0)
+         + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                     WHERE p.counter_id = r.id AND p.key = counter_value.key), 0)
+    INTO result
     FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_value.name);
     END IF;
-    PERFORM @extschema@._counter_check_key(counter_value.key);
-    -- One statement = one snapshot: a concurrent compaction moves rows from pending to
-    -- totals atomically, so the sum is exact.
-    SELECT COALESCE((SELECT t.value FROM @extschema@.counter_totals t
-                     WHERE t.counter_id = cid AND t.key = counter_value.key), 0)
-         + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                     WHERE p.counter_id = cid
-                       AND p.shard = ANY (@extschema@._counter_shard_list(nshards))
-                       AND p.key = counter_value.key), 0)
-    INTO result;
     RETURN result::int8;
 END
 $$;
@@ -233,9 +238,8 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
-    nshards int4;
 BEGIN
-    SELECT r.id, r.shards INTO cid, nshards
+    SELECT r.id INTO cid
     FROM @extschema@.counter_registry r WHERE r.name = counter_values.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_values.name);
@@ -248,9 +252,7 @@ BEGIN
     SELECT k.k,
            (COALESCE(t.value, 0)
             + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                        WHERE p.counter_id = cid
-                          AND p.shard = ANY (@extschema@._counter_shard_list(nshards))
-                          AND p.key = k.k), 0))::int8
+                        WHERE p.counter_id = cid AND p.key = k.k), 0))::int8
     FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
     LEFT JOIN @extschema@.counter_totals t ON t.counter_id = cid AND t.key = k.k
     ORDER BY k.ord;
@@ -343,11 +345,10 @@ LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
-    nshards int4;
     pending_sum numeric;
 BEGIN
     -- KEY SHARE: a concurrent counter_drop waits for us (no orphan total row).
-    SELECT r.id, r.shards INTO cid, nshards
+    SELECT r.id INTO cid
     FROM @extschema@.counter_registry r WHERE r.name = counter_set.name
     FOR KEY SHARE;
     IF NOT FOUND THEN
@@ -367,7 +368,6 @@ BEGIN
     SELECT COALESCE(pg_catalog.sum(p.delta), 0) INTO pending_sum
     FROM @extschema@.counter_pending p
     WHERE p.counter_id = cid
-      AND p.shard = ANY (@extschema@._counter_shard_list(nshards))
       AND p.key = counter_set.key;
     UPDATE @extschema@.counter_totals t SET value = counter_set.value - pending_sum
     WHERE t.counter_id = cid AND t.key = counter_set.key;

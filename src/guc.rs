@@ -22,8 +22,9 @@ pub static NODE_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 pub static WORKER_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
-/// `distributed_counter.compact_interval` (SIGHUP, ms, default 1000): how long the
-/// worker sleeps between compaction passes when there was nothing left to fold.
+/// `distributed_counter.compact_interval` (SIGHUP, ms, default 1000): how often the
+/// worker starts a compaction pass (measured start to start; a pass that finds full
+/// batches keeps folding until a batch comes back less than full).
 pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 /// `distributed_counter.compact_batch` (SIGHUP, default 10000): the most shard rows
@@ -65,8 +66,8 @@ pub fn register() {
     }
     GucRegistry::define_int_guc(
         c"distributed_counter.compact_interval",
-        c"Milliseconds the compaction worker sleeps between passes.",
-        c"The worker loops without sleeping while a pass fills a whole batch.",
+        c"Milliseconds from the start of one compaction pass to the start of the next.",
+        c"Within a pass the worker folds batch after batch while they come back full.",
         &COMPACT_INTERVAL_MS,
         10,
         3_600_000,

@@ -5,13 +5,16 @@
 /// SQLSTATE raised by `sql` ('00000' when it succeeds), caught in a PL/pgSQL block so the
 /// test transaction survives.
 fn counters_sqlstate(sql: &str) -> String {
-    Spi::run(
-        "CREATE OR REPLACE FUNCTION pg_temp.counters_sqlstate_of(q text) RETURNS text
-         LANGUAGE plpgsql AS $$
-         BEGIN EXECUTE q; RETURN '00000';
-         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
-    )
-    .expect("create helper");
+    // Created once per session (tests may call this under another role).
+    if one::<bool>("SELECT to_regprocedure('pg_temp.counters_sqlstate_of(text)') IS NULL") {
+        Spi::run(
+            "CREATE FUNCTION pg_temp.counters_sqlstate_of(q text) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE q; RETURN '00000';
+             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+        )
+        .expect("create helper");
+    }
     let quoted = sql.replace('\'', "''");
     one::<String>(&format!("SELECT pg_temp.counters_sqlstate_of('{quoted}')"))
 }
@@ -421,4 +424,119 @@ fn counters_tables_are_dumped() {
     ] {
         assert!(dumped.split(',').any(|d| d == t), "{t} not in {dumped}");
     }
+}
+
+/// The C fast path of counter_add writes exactly the row the SQL path writes.
+#[pg_test]
+fn counters_add_fast_path_writes_the_sql_paths_row() {
+    Spi::run("SELECT counter_create('fast', 7)").unwrap();
+    let long_key = "x".repeat(2000);
+    for (key, delta) in [("k", 1i64), ("", -5), ("caf\u{e9} \u{1f600}", i64::MAX), (long_key.as_str(), 0)] {
+        let k = pg_quote(key);
+        Spi::run(&format!("SELECT counter_add('fast', {k}, {delta})")).unwrap();
+        Spi::run(&format!("SELECT _counter_add_sql('fast', {k}, {delta}, NULL)")).unwrap();
+        // two rows, identical in every column
+        let rows = one::<i64>(&format!(
+            "SELECT count(*) FROM (SELECT DISTINCT counter_id, shard, key, delta, added_at
+               FROM counter_pending p JOIN counter_registry r ON r.id = p.counter_id
+              WHERE r.name = 'fast' AND p.key = {k}) d"
+        ));
+        assert_eq!(rows, 1, "{key:?}");
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM counter_pending WHERE key = {k} AND shard = pg_backend_pid() % 7 AND added_at = now()")),
+            2
+        );
+    }
+    // which path served: PL/pgSQL calls of _counter_add_sql in this transaction
+    Spi::run("SET LOCAL track_functions = 'pl'").unwrap();
+    let sql_calls = || {
+        one::<i64>(
+            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_xact_user_functions
+              WHERE funcname = '_counter_add_sql'",
+        )
+    };
+    let before = sql_calls();
+    Spi::run("SELECT counter_add('fast', 'k'), counter_add('fast', 'k', 2)").unwrap();
+    assert_eq!(sql_calls(), before, "the common call must not take the SQL path");
+    Spi::run("SELECT counter_add('fast', 'k', 1, 'req-1')").unwrap();
+    assert_eq!(sql_calls(), before + 1, "a request_id goes through the SQL path");
+    // the index finds what the fast path inserted (index entries were written)
+    Spi::run("SET LOCAL enable_seqscan = off").unwrap();
+    assert_eq!(one::<i64>("SELECT counter_value('fast', '')"), -10);
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM counter_pending WHERE counter_id = (SELECT id FROM counter_registry WHERE name = 'fast') AND key = 'k'"),
+        5
+    );
+    assert_eq!(one::<i64>("SELECT counter_value('fast', 'k')"), 6);
+}
+
+/// A user's trigger, RLS policy or CHECK constraint on counter_pending is honoured: the
+/// call goes through the SQL path (the fast path only serves the stock table).
+#[pg_test]
+fn counters_add_honours_triggers_policies_and_checks() {
+    Spi::run("SELECT counter_create('guarded')").unwrap();
+    Spi::run(
+        "CREATE TABLE pg_temp.audit (key text);
+         CREATE FUNCTION pg_temp.audit_fn() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO pg_temp.audit VALUES (NEW.key); RETURN NEW; END $$;
+         CREATE TRIGGER audit AFTER INSERT ON counter_pending FOR EACH ROW EXECUTE FUNCTION pg_temp.audit_fn()",
+    )
+    .unwrap();
+    Spi::run("SELECT counter_add('guarded', 'a', 2)").unwrap();
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_temp.audit WHERE key = 'a'"), 1);
+    Spi::run("DROP TRIGGER audit ON counter_pending").unwrap();
+    Spi::run("ALTER TABLE counter_pending ADD CONSTRAINT small CHECK (delta < 100)").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('guarded', 'a', 100)"), "23514");
+    Spi::run("ALTER TABLE counter_pending DROP CONSTRAINT small").unwrap();
+    assert_eq!(counters_value("guarded", "a"), 2);
+    // after the layout is back to stock, the fast path serves again (no trigger fires)
+    Spi::run("SELECT counter_add('guarded', 'a', 3)").unwrap();
+    assert_eq!(counters_value("guarded", "a"), 5);
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_temp.audit"), 1);
+}
+
+/// Privileges are those of the INSERT the SQL path runs: no INSERT on counter_pending,
+/// or no SELECT on counter_registry, is 42501; granting them makes adds work.
+#[pg_test]
+fn counters_add_checks_privileges() {
+    Spi::run("SELECT counter_create('priv')").unwrap();
+    assert_eq!(counters_sqlstate("SELECT 1"), "00000");
+    Spi::run("CREATE ROLE dc_counter_writer").unwrap();
+    Spi::run(
+        "DO $$ BEGIN EXECUTE format('GRANT USAGE ON SCHEMA %I TO dc_counter_writer',
+           (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+             WHERE e.extname = 'distributed_counter')); END $$",
+    )
+    .unwrap();
+    Spi::run("SET LOCAL ROLE dc_counter_writer").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('priv', 'k')"), "42501");
+    Spi::run("RESET ROLE").unwrap();
+    Spi::run("GRANT SELECT ON counter_registry TO dc_counter_writer").unwrap();
+    Spi::run("SET LOCAL ROLE dc_counter_writer").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('priv', 'k')"), "42501");
+    Spi::run("RESET ROLE").unwrap();
+    Spi::run("GRANT INSERT ON counter_pending TO dc_counter_writer").unwrap();
+    Spi::run("SET LOCAL ROLE dc_counter_writer").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('priv', 'k', 4)"), "00000");
+    Spi::run("RESET ROLE").unwrap();
+    assert_eq!(counters_value("priv", "k"), 4);
+}
+
+/// Counter names are found whatever the database's collation (the registry's unique
+/// index is probed with the column's collation), and only exact matches count.
+#[pg_test]
+fn counters_add_finds_names_exactly() {
+    for name in ["a", "a_", "a_b", "ab", "b", "z9", "_"] {
+        Spi::run(&format!("SELECT counter_create('{name}')")).unwrap();
+    }
+    for (i, name) in ["a", "a_", "a_b", "ab", "b", "z9", "_"].iter().enumerate() {
+        for _ in 0..=i {
+            Spi::run(&format!("SELECT counter_add('{name}', 'k')")).unwrap();
+        }
+    }
+    for (i, name) in ["a", "a_", "a_b", "ab", "b", "z9", "_"].iter().enumerate() {
+        assert_eq!(counters_value(name, "k"), i as i64 + 1, "{name}");
+    }
+    assert_eq!(counters_sqlstate("SELECT counter_add('a_c', 'k')"), "42704");
+    assert_eq!(counters_sqlstate("SELECT counter_add('A', 'k')"), "22023");
 }

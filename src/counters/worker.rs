@@ -4,9 +4,9 @@
 //! its own transactions: find the extension's schema (skip if not installed), then run
 //! `<schema>.counter_compact_batch(NULL, compact_batch)` — the same SQL that
 //! `counter_compact()` runs — once per transaction, looping at once while batches come
-//! back full; every so often purge expired request ids. It sleeps on its latch for
-//! `compact_interval` between passes, rereads the configuration on SIGHUP, exits on
-//! SIGTERM (exit code 1: restarted after 5 s unless the server is shutting down),
+//! back full; every so often purge expired request ids. Passes start every
+//! `compact_interval` (the latch wait is what is left of the interval after a pass).
+//! It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1: restarted after 5 s unless the server is shutting down),
 //! idles while `worker_enabled` is off or the server is in recovery, and never starts
 //! under pg_upgrade. An ERROR inside a transaction is caught, logged and rolled
 //! back; the loop goes on (a crash is restarted by the postmaster after 5 s).
@@ -72,6 +72,10 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
     let mut last_purge: Option<Instant> = None;
     while !shutdown_requested() {
         reload_config_if_asked();
+        // Passes start at a fixed rate (every compact_interval from the start of the
+        // previous one), not an interval after the previous one ended: a row waits at
+        // most about one interval plus one pass, however long the passes take.
+        let pass_started = Instant::now();
         if guc::WORKER_ENABLED.get() && !unsafe { pg_sys::RecoveryInProgress() } {
             compact_until_drained();
             if !shutdown_requested() && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
@@ -79,8 +83,11 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
                 last_purge = Some(Instant::now());
             }
         }
-        let interval = guc::COMPACT_INTERVAL_MS.get().max(1) as u64;
-        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(interval))) {
+        let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(1) as u64);
+        let pause = interval
+            .saturating_sub(pass_started.elapsed())
+            .max(Duration::from_millis(1));
+        if !BackgroundWorker::wait_latch(Some(pause)) {
             break; // SIGTERM or postmaster death
         }
     }
