@@ -263,8 +263,13 @@ $$;
 -- and counter_compact() runs in a loop. Folds at most `batch` pending rows (of one
 -- counter, or of all when name is NULL) into totals and returns how many it removed
 -- (rows of dropped counters are removed without folding). Atomic: it is one statement.
+-- `SET enable_seqscan = off` (for the call only) pins the plan of `ctid = ANY(array)` to
+-- a TID scan: a plan cached while the table looked empty was a sequential scan testing
+-- every row against the whole array (10,000 x table size comparisons per batch; under
+-- load the worker fell minutes behind). The pick itself stays a sequential scan: there
+-- is no other path for it.
 CREATE FUNCTION counter_compact_batch(name text, batch int4) RETURNS int8
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -375,7 +380,7 @@ END
 $$;
 
 CREATE FUNCTION counter_drop(name text) RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -398,7 +403,7 @@ $$;
 -- Forget request_ids older than distributed_counter.dedupe_retention, at most `batch`
 -- of them. The worker calls this periodically; returns the number removed.
 CREATE FUNCTION counter_purge_requests(batch int4 DEFAULT 10000) RETURNS int8
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
 DECLARE
     n int8;
 BEGIN
