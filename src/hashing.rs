@@ -32,13 +32,21 @@ enum Strategy {
 }
 
 impl HashPlan {
-    /// The plan for argument `argno` of the current call, cached in fn_extra.
+    /// The plan for argument `argno` of the current call, cached in fn_extra. The
+    /// cached case is inlined into the per-row paths; building the plan is not.
+    #[inline(always)]
     pub unsafe fn for_arg(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
-        let flinfo = (*fcinfo).flinfo;
-        let cached = (*flinfo).fn_extra as *const HashPlan;
+        let cached = (*(*fcinfo).flinfo).fn_extra as *const HashPlan;
         if !cached.is_null() {
             return &*cached;
         }
+        Self::build(fcinfo, argno)
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn build(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
+        let flinfo = (*fcinfo).flinfo;
         let declared = pg_sys::get_fn_expr_argtype(flinfo, argno);
         if declared == pg_sys::InvalidOid {
             crate::error::invalid_parameter(
