@@ -10,6 +10,7 @@ use crate::error::{invalid_parameter, OrRaise};
 use crate::fmgr::*;
 use crate::hashing::HashPlan;
 use crate::sql_function;
+use crate::sql_function_with_fast_path;
 use distributed_counter_core::cms::{Cms, CmsDivisor};
 use pgrx::pg_sys;
 
@@ -154,12 +155,28 @@ unsafe fn divisor_for(state: &[u8]) -> CmsDivisor {
     }
 }
 
-sql_function! {
+sql_function_with_fast_path! {
     /// Transition of every `cms_add_agg`: (state, value), (state, value, eps, delta) and
     /// (state, value, count, eps, delta). eps/delta are read when the state is created
     /// (first non-NULL value of a group); NULL eps/delta mean the defaults. A NULL value
     /// or count adds nothing.
-    fn cms_add_trans(fcinfo) {
+    fn cms_add_trans(fcinfo)
+    fast {
+        // unweighted rows into the aggregate's own sketch; the first row, weighted adds
+        // and anything unusual take the guarded path
+        if arg_is_null(fcinfo, 1) || nargs(fcinfo) == 5 {
+            None
+        } else {
+            match (HashPlan::cached(fcinfo), owned_state(fcinfo)) {
+                (Some(plan), Some(state)) => plan
+                    .hash_pure(arg_datum(fcinfo, 1), 0)
+                    .filter(|&h| Cms::add_one_in_place(state, &divisor_for(state), h))
+                    .map(|_| arg_datum(fcinfo, 0)),
+                _ => None,
+            }
+        }
+    }
+    slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
     }

@@ -3,6 +3,7 @@
 //! cms and topk all go through [`HashPlan`], so one value hashes alike everywhere.
 
 use crate::fmgr::*;
+use crate::pure_sql_function;
 use crate::sql_function;
 use distributed_counter_core::hash::{hash_bytes, hash_i64};
 use pgrx::pg_sys;
@@ -82,6 +83,26 @@ impl HashPlan {
         &*plan
     }
 
+    /// The cached plan of this call site, if it is built: no `pg_sys` call, no panic
+    /// (for guard-free fast paths; see `sql_function_with_fast_path!`).
+    #[inline(always)]
+    pub unsafe fn cached(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'static HashPlan> {
+        ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()
+    }
+
+    /// The hash of a (non-null) datum when it needs no `pg_sys` call (integers, uuid),
+    /// else None.
+    #[inline(always)]
+    pub unsafe fn hash_pure(&self, datum: pg_sys::Datum, seed: i32) -> Option<u64> {
+        match self.strategy {
+            Strategy::Int8 => Some(hash_i64(datum.value() as i64, seed)),
+            Strategy::Int4 => Some(hash_i64(datum.value() as i32 as i64, seed)),
+            Strategy::Int2 => Some(hash_i64(datum.value() as i16 as i64, seed)),
+            Strategy::Uuid => Some(hash_bytes(uuid_bytes(datum), seed)),
+            Strategy::VarlenaBytes | Strategy::SendForm => None,
+        }
+    }
+
     /// Hash a (non-null) datum of this plan's type.
     #[inline(always)]
     pub unsafe fn hash(&self, datum: pg_sys::Datum, seed: i32) -> u64 {
@@ -124,14 +145,15 @@ fn hashval(h: u64) -> pg_sys::Datum {
     pg_sys::Datum::from(h as i64)
 }
 
-// All STRICT in SQL: a NULL value (or seed) gives NULL.
-sql_function! { fn hll_hash_smallint(fcinfo) {
+// All STRICT in SQL: a NULL value (or seed) gives NULL. The integer ones run once per
+// row under hll_add_agg: unguarded (pure arithmetic on by-value arguments).
+pure_sql_function! { fn hll_hash_smallint(fcinfo) {
     hashval(hash_i64(arg_datum(fcinfo, 0).value() as i16 as i64, seed_arg(fcinfo)))
 }}
-sql_function! { fn hll_hash_integer(fcinfo) {
+pure_sql_function! { fn hll_hash_integer(fcinfo) {
     hashval(hash_i64(arg_datum(fcinfo, 0).value() as i32 as i64, seed_arg(fcinfo)))
 }}
-sql_function! { fn hll_hash_bigint(fcinfo) {
+pure_sql_function! { fn hll_hash_bigint(fcinfo) {
     hashval(hash_i64(arg_datum(fcinfo, 0).value() as i64, seed_arg(fcinfo)))
 }}
 sql_function! { fn hll_hash_varlena(fcinfo) {

@@ -12,6 +12,7 @@ use crate::fmgr::*;
 use crate::guc;
 use crate::hashing::HashPlan;
 use crate::sql_function;
+use crate::sql_function_with_fast_path;
 use distributed_counter_core::hll::{self as ull, Hll};
 use distributed_counter_core::CoreError;
 use pgrx::pg_sys;
@@ -186,18 +187,35 @@ unsafe fn add_to_state(
     hll_datum(&state)
 }
 
-sql_function! {
+/// The per-row fast path of the add aggregates: the state is the aggregate's own plain
+/// dense sketch; add `h` in place. Guard-free (see `sql_function_with_fast_path!`):
+/// inline header checks, shifts bounded by the checked precision, `get_mut`.
+#[inline(always)]
+unsafe fn add_fast(fcinfo: pg_sys::FunctionCallInfo, h: u64) -> Option<pg_sys::Datum> {
+    let state = owned_state(fcinfo)?;
+    ull::dense_add_in_place(state, h).then(|| arg_datum(fcinfo, 0))
+}
+
+sql_function_with_fast_path! {
     /// `hll_add_agg(hll_hashval)` transition.
-    fn hll_add_trans(fcinfo) {
+    fn hll_add_trans(fcinfo)
+    fast {
+        if arg_is_null(fcinfo, 1) { None } else { add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64) }
+    }
+    slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
     }
     add_to_state(fcinfo, arg_datum(fcinfo, 1).value() as u64, default_precision)
 }}
 
-sql_function! {
+sql_function_with_fast_path! {
     /// `hll_add_agg(hll_hashval, p)` transition.
-    fn hll_add_trans_p(fcinfo) {
+    fn hll_add_trans_p(fcinfo)
+    fast {
+        if arg_is_null(fcinfo, 1) { None } else { add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64) }
+    }
+    slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
     }
@@ -205,9 +223,19 @@ sql_function! {
     add_to_state(fcinfo, arg_datum(fcinfo, 1).value() as u64, || p.unwrap_or_else(default_precision))
 }}
 
-sql_function! {
+sql_function_with_fast_path! {
     /// `approx_count_distinct(anyelement)` transition: hashes inside (as hll_hash_any).
-    fn approx_count_distinct_trans(fcinfo) {
+    fn approx_count_distinct_trans(fcinfo)
+    fast {
+        if arg_is_null(fcinfo, 1) {
+            None
+        } else {
+            HashPlan::cached(fcinfo)
+                .and_then(|plan| plan.hash_pure(arg_datum(fcinfo, 1), 0))
+                .and_then(|h| add_fast(fcinfo, h))
+        }
+    }
+    slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
     }

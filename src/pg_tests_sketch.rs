@@ -394,3 +394,51 @@ fn topk_union_agg_and_window_use() {
         10000
     );
 }
+
+/// The guard-free per-row paths (dense hll in place, unweighted cms in place) give the
+/// very bytes the general paths give: folding the scalar functions row by row outside
+/// an aggregate, and the weighted cms aggregate (which never takes the fast path).
+#[pg_test]
+fn sketch_fast_paths_equal_the_general_paths() {
+    Spi::run(
+        "CREATE TEMP TABLE fp AS
+           SELECT i::int8 AS b, (i % 30000)::int4 AS n, (i % 300)::int2 AS s
+           FROM generate_series(-20000, 40000) i;
+         CREATE FUNCTION pg_temp.fold_hll(p int4) RETURNS hll LANGUAGE plpgsql AS $$
+         DECLARE h hll := hll_empty(p); r record;
+         BEGIN FOR r IN SELECT b FROM fp LOOP h := hll_add(h, hll_hash_bigint(r.b)); END LOOP; RETURN h; END $$;
+         CREATE FUNCTION pg_temp.fold_cms() RETURNS cms LANGUAGE plpgsql AS $$
+         DECLARE c cms := cms_empty(0.01, 0.01); r record;
+         BEGIN FOR r IN SELECT b FROM fp LOOP c := cms_add(c, r.b); END LOOP; RETURN c; END $$;",
+    )
+    .unwrap();
+    for p in [10, 14] {
+        assert!(
+            one::<bool>(&format!(
+                "SELECT (SELECT hll_add_agg(hll_hash_bigint(b), {p}) FROM fp) = pg_temp.fold_hll({p})"
+            )),
+            "hll_add_agg p={p}"
+        );
+    }
+    // approx_count_distinct hashes as hll_hash_any: every integer width alike
+    let folded: i64 = one("SELECT hll_cardinality(pg_temp.fold_hll(NULL))::int8");
+    assert_eq!(one::<i64>("SELECT approx_count_distinct(b) FROM fp"), folded);
+    assert_eq!(
+        one::<i64>("SELECT approx_count_distinct(n) FROM fp"),
+        one::<i64>("SELECT approx_count_distinct(n::int8) FROM fp")
+    );
+    assert_eq!(
+        one::<i64>("SELECT approx_count_distinct(s) FROM fp"),
+        one::<i64>("SELECT approx_count_distinct(s::text::int8) FROM fp")
+    );
+    // cms: fast (unweighted) = weighted count 1 (general path) = scalar fold
+    assert!(one::<bool>(
+        "SELECT (SELECT cms_add_agg(b, 0.01, 0.01) FROM fp) = (SELECT cms_add_agg(b, 1, 0.01, 0.01) FROM fp)"
+    ));
+    assert!(one::<bool>(
+        "SELECT (SELECT cms_add_agg(b, 0.01, 0.01) FROM fp) = pg_temp.fold_cms()"
+    ));
+    assert!(one::<bool>(
+        "SELECT (SELECT cms_add_agg(n, 0.01, 0.01) FROM fp) = (SELECT cms_add_agg(n::int8, 1, 0.01, 0.01) FROM fp)"
+    ));
+}

@@ -522,6 +522,89 @@ impl Cms {
         Ok(())
     }
 
+    /// [`Cms::add_in_place_with`] for one occurrence of `h`, built only from operations
+    /// that cannot panic (`get`/`get_mut`, checked arithmetic, no allocation): for an
+    /// aggregate's per-row path that runs outside a panic guard. Returns `false`, with
+    /// the buffer unchanged, when the bytes are not a well-formed sketch of
+    /// `divisor`'s width, the total is at its limit, or a counter could overflow
+    /// (corrupt bytes); the caller then takes the checked path, which reports errors.
+    #[inline]
+    pub fn add_one_in_place(encoded: &mut [u8], divisor: &CmsDivisor, h: u64) -> bool {
+        fn get_u32(b: &[u8], at: usize) -> Option<u32> {
+            Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+        }
+        fn get_u64(b: &[u8], at: usize) -> Option<u64> {
+            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+        }
+        if encoded.first() != Some(&CMS_FORMAT_VERSION) || encoded.get(1) != Some(&CMS_KIND) {
+            return false;
+        }
+        let (Some(width), Some(depth), Some(total)) = (
+            get_u32(encoded, 2),
+            get_u32(encoded, 6),
+            get_u64(encoded, 26),
+        ) else {
+            return false;
+        };
+        let expected = (width as u64)
+            .checked_mul(depth as u64)
+            .and_then(|cells| cells.checked_mul(8))
+            .and_then(|bytes| bytes.checked_add(CMS_HEADER_LEN as u64));
+        if width == 0
+            || depth == 0
+            || width != divisor.width
+            || expected != Some(encoded.len() as u64)
+            || total >= CMS_MAX_TOTAL
+        {
+            return false;
+        }
+        let w = width as u64;
+        let mut col = divisor.rem(h & 0xFFFF_FFFF);
+        let step = divisor.rem((h >> 32) | 1);
+        // base + col < width * depth, so the offsets fit (checked above)
+        let mut base = 0u64;
+        for row in 0..depth {
+            let at = CMS_HEADER_LEN + ((base + col) as usize) * 8;
+            let bumped = encoded
+                .get_mut(at..at + 8)
+                .and_then(|cell| {
+                    let v = u64::from_le_bytes((&*cell).try_into().ok()?).checked_add(1)?;
+                    cell.copy_from_slice(&v.to_le_bytes());
+                    Some(())
+                })
+                .is_some();
+            if !bumped {
+                // corrupt: undo the rows already bumped, leave the rest to the checked path
+                let mut c = divisor.rem(h & 0xFFFF_FFFF);
+                let mut b = 0u64;
+                for _ in 0..row {
+                    let at = CMS_HEADER_LEN + ((b + c) as usize) * 8;
+                    if let Some(cell) = encoded.get_mut(at..at + 8) {
+                        if let Ok(bytes) = (&*cell).try_into() {
+                            let v = u64::from_le_bytes(bytes).wrapping_sub(1);
+                            cell.copy_from_slice(&v.to_le_bytes());
+                        }
+                    }
+                    c += step;
+                    if c >= w {
+                        c -= w;
+                    }
+                    b += w;
+                }
+                return false;
+            }
+            col += step;
+            if col >= w {
+                col -= w;
+            }
+            base += w;
+        }
+        if let Some(t) = encoded.get_mut(26..34) {
+            t.copy_from_slice(&(total + 1).to_le_bytes());
+        }
+        true
+    }
+
     /// [`Cms::count_hash`] on a stored form (layout checked, O(depth)).
     pub fn count_in_place(encoded: &[u8], h: u64) -> Result<u64> {
         let (width, depth) = layout(encoded)?;
@@ -913,6 +996,42 @@ mod tests {
             prop_assert_eq!(Cms::read_header(&e).unwrap(), c.header());
         }
 
+        /// The guard-free one-occurrence add equals the checked add, byte for byte, and
+        /// on any corrupt buffer it either equals it too or declines with the buffer
+        /// unchanged (never a panic, never a different result).
+        #[test]
+        fn add_one_in_place_equals_the_checked_add(s in stream_strategy(), h in any::<u64>(),
+                                                   pos in any::<prop::sample::Index>(), bit in 0u8..8,
+                                                   cut in any::<prop::sample::Index>()) {
+            let e = build(0.3, 0.1, &s).encode();
+            let (width, _) = layout(&e).unwrap();
+            let d = CmsDivisor::new(width);
+            let mut fast = e.clone();
+            let mut checked = e.clone();
+            prop_assert!(Cms::add_one_in_place(&mut fast, &d, h));
+            Cms::add_in_place_with(&mut checked, &d, h, 1).unwrap();
+            prop_assert_eq!(&fast, &checked);
+            // another width's divisor: declined
+            let mut other = e.clone();
+            prop_assert!(!Cms::add_one_in_place(&mut other, &CmsDivisor::new(width + 1), h));
+            prop_assert_eq!(&other, &e);
+            // flipped bit / truncation
+            let mut flipped = e.clone();
+            let i = pos.index(flipped.len());
+            flipped[i] ^= 1 << bit;
+            for corrupt in [flipped, e[..cut.index(e.len())].to_vec()] {
+                let mut fast = corrupt.clone();
+                let mut checked = corrupt.clone();
+                let checked_ok = Cms::add_in_place_with(&mut checked, &d, h, 1).is_ok();
+                if Cms::add_one_in_place(&mut fast, &d, h) {
+                    prop_assert!(checked_ok);
+                    prop_assert_eq!(&fast, &checked);
+                } else {
+                    prop_assert_eq!(&fast, &corrupt);
+                }
+            }
+        }
+
         #[test]
         fn decode_random_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             if let Ok(c) = Cms::decode(&bytes) {
@@ -940,6 +1059,34 @@ mod tests {
             prop_assert!(Cms::decode(truncated).is_err());
             prop_assert!(Cms::add_in_place(&mut truncated.to_vec(), 1, 1).is_err());
         }
+    }
+
+    #[test]
+    fn add_one_in_place_declines_at_the_limits() {
+        let mut c = Cms::new(0.5, 0.2).unwrap();
+        c.add_hash(7, 3).unwrap();
+        let good = c.encode();
+        let d = CmsDivisor::new(layout(&good).unwrap().0);
+        // total at the int8 limit
+        let mut b = good.clone();
+        b[26..34].copy_from_slice(&CMS_MAX_TOTAL.to_le_bytes());
+        let before = b.clone();
+        assert!(!Cms::add_one_in_place(&mut b, &d, 7));
+        assert_eq!(b, before);
+        // a counter at u64::MAX in the last row: earlier rows are rolled back
+        let mut b = good.clone();
+        let n = b.len();
+        for at in (n - 8 * c.width as usize..n).step_by(8) {
+            b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        }
+        let before = b.clone();
+        assert!(!Cms::add_one_in_place(&mut b, &d, 7));
+        assert_eq!(b, before);
+        assert!(Cms::add_in_place_with(&mut b.clone(), &d, 7, 1).is_err());
+        // a well-formed sketch is accepted
+        let mut b = good.clone();
+        assert!(Cms::add_one_in_place(&mut b, &d, 7));
+        assert_eq!(Cms::count_in_place(&b, 7).unwrap(), 4);
     }
 
     #[test]
