@@ -522,6 +522,18 @@ fn counters_add_checks_privileges() {
     assert_eq!(counters_value("priv", "k"), 4);
 }
 
+/// A read-only transaction cannot add (25006, as the SQL INSERT says); reads still work.
+#[pg_test]
+fn counters_add_in_a_read_only_transaction_is_25006() {
+    Spi::run("SELECT counter_create('ro')").unwrap();
+    Spi::run("SELECT counter_add('ro', 'k', 2)").unwrap();
+    assert_eq!(counters_sqlstate("SELECT 1"), "00000"); // creates the helper first
+    Spi::run("SET LOCAL transaction_read_only = on").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('ro', 'k')"), "25006");
+    assert_eq!(counters_sqlstate("SELECT counter_add('ro', 'k', 1, 'req')"), "25006");
+    assert_eq!(counters_value("ro", "k"), 2);
+}
+
 /// Counter names are found whatever the database's collation (the registry's unique
 /// index is probed with the column's collation), and only exact matches count.
 #[pg_test]
