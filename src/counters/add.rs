@@ -7,7 +7,8 @@
 //! PL/pgSQL version took 24 % of server CPU, this path about 12 %). Everything else goes
 //! through the PL/pgSQL function `_counter_add_sql`, which has the same contract and
 //! raises the errors: a request_id, a NULL or too-long argument, an unknown counter, a
-//! caller without the privileges, a read-only transaction, or a table that no longer
+//! caller without the privileges, a read-only transaction, a loaded permission-check
+//! hook (`ExecutorCheckPerms_hook`, e.g. sepgsql), or a table that no longer
 //! has exactly the layout sql/counters.sql creates (a user's trigger, RLS policy, CHECK
 //! constraint, expression or partial index, extra column).
 //!
@@ -127,8 +128,11 @@ unsafe fn fast_insert(
     key: *mut pg_sys::varlena,
     delta: pg_sys::Datum,
 ) -> bool {
-    // A read-only transaction (or a standby) gets the SQL path's 25006.
-    if std::ptr::read_volatile(&raw const pg_sys::XactReadOnly) {
+    // A read-only transaction (or a standby) gets the SQL path's 25006; a loaded
+    // permission-check hook (e.g. sepgsql) sees the SQL path's INSERT.
+    if std::ptr::read_volatile(&raw const pg_sys::XactReadOnly)
+        || std::ptr::read_volatile(&raw const pg_sys::ExecutorCheckPerms_hook).is_some()
+    {
         return false;
     }
     let pending_oid = relation(namespace, c"counter_pending");
