@@ -8,11 +8,11 @@
 
 use pgrx::pg_sys;
 
-/// Declare a version-1 SQL-callable function: emits `pg_finfo_<name>` and a
-/// panic-guarded `extern "C-unwind"` entry point.
+/// `pg_finfo_<name>`: declares `<name>` a version-1 function (for the macros below).
+#[doc(hidden)]
 #[macro_export]
-macro_rules! sql_function {
-    ($(#[$meta:meta])* fn $name:ident($fcinfo:ident) $body:block) => {
+macro_rules! __dc_finfo {
+    ($name:ident) => {
         ::paste::paste! {
             #[unsafe(no_mangle)]
             #[doc(hidden)]
@@ -21,6 +21,15 @@ macro_rules! sql_function {
                 &V1
             }
         }
+    };
+}
+
+/// Declare a version-1 SQL-callable function: emits `pg_finfo_<name>` and a
+/// panic-guarded `extern "C-unwind"` entry point.
+#[macro_export]
+macro_rules! sql_function {
+    ($(#[$meta:meta])* fn $name:ident($fcinfo:ident) $body:block) => {
+        $crate::__dc_finfo!($name);
         $(#[$meta])*
         #[unsafe(no_mangle)]
         pub unsafe extern "C-unwind" fn $name($fcinfo: ::pgrx::pg_sys::FunctionCallInfo) -> ::pgrx::pg_sys::Datum {
@@ -43,14 +52,7 @@ macro_rules! sql_function {
 #[macro_export]
 macro_rules! sql_function_with_fast_path {
     ($(#[$meta:meta])* fn $name:ident($fcinfo:ident) fast $fast:block slow $slow:block) => {
-        ::paste::paste! {
-            #[unsafe(no_mangle)]
-            #[doc(hidden)]
-            pub extern "C" fn [<pg_finfo_ $name>]() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
-                const V1: ::pgrx::pg_sys::Pg_finfo_record = ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
-                &V1
-            }
-        }
+        $crate::__dc_finfo!($name);
         $(#[$meta])*
         #[unsafe(no_mangle)]
         #[allow(clippy::macro_metavars_in_unsafe)]
@@ -75,14 +77,7 @@ macro_rules! sql_function_with_fast_path {
 #[macro_export]
 macro_rules! pure_sql_function {
     ($(#[$meta:meta])* fn $name:ident($fcinfo:ident) $body:block) => {
-        ::paste::paste! {
-            #[unsafe(no_mangle)]
-            #[doc(hidden)]
-            pub extern "C" fn [<pg_finfo_ $name>]() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
-                const V1: ::pgrx::pg_sys::Pg_finfo_record = ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
-                &V1
-            }
-        }
+        $crate::__dc_finfo!($name);
         $(#[$meta])*
         #[unsafe(no_mangle)]
         #[allow(clippy::macro_metavars_in_unsafe)]
