@@ -88,3 +88,19 @@ for round in 1 2 3 4 5 6; do
   [ "$(worker_pid)" != 0 ] || fail "round $round: the worker did not come back"
 done
 say "all fault rounds exact"
+
+# The worker vacuums counter_pending itself after folding 50,000 rows (autovacuum would
+# wait up to a naptime): a burst of 60,000 adds in one transaction, folded by the worker.
+q "SELECT counter_create('cf_vac', 16)" >/dev/null
+before=$(q "SELECT coalesce(vacuum_count, 0) FROM pg_stat_user_tables WHERE relname = 'counter_pending'")
+q "SELECT count(counter_add('cf_vac', 'k' || (i % 10))) FROM generate_series(1, 60000) i" >/dev/null
+vacuumed=0
+for _ in $(seq 1 120); do
+  after=$(q "SELECT coalesce(vacuum_count, 0) FROM pg_stat_user_tables WHERE relname = 'counter_pending'")
+  [ "$after" -gt "$before" ] && { vacuumed=1; break; }
+  sleep 0.5
+done
+[ "$vacuumed" == 1 ] || fail "the worker did not vacuum counter_pending after folding 60,000 rows"
+[ "$(q "SELECT sum(value) FROM counter_values('cf_vac', ARRAY(SELECT 'k' || i FROM generate_series(0, 9) i))")" == 60000 ] \
+  || fail "cf_vac: not 60000 after the worker's vacuum"
+say "ok: the worker vacuumed counter_pending (vacuum_count $before -> $after); cf_vac exact (60000)"
