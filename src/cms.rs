@@ -164,14 +164,14 @@ sql_function_with_fast_path! {
     fast {
         // unweighted rows into the aggregate's own sketch; the first row, weighted adds
         // and anything unusual take the guarded path
-        if arg_is_null(fcinfo, 1) || nargs(fcinfo) == 5 {
+        if nargs(fcinfo) == 5 {
             None
         } else {
-            match (HashPlan::cached(fcinfo), owned_state(fcinfo)) {
-                (Some(plan), Some(state)) => plan
-                    .hash_pure(arg_datum(fcinfo, 1), 0)
-                    .filter(|&h| Cms::add_one_in_place(state, &divisor_for(state), h))
-                    .map(|_| arg_datum(fcinfo, 0)),
+            match (HashPlan::hash_arg_pure(fcinfo, 1), owned_state(fcinfo)) {
+                (Some(h), Some(state)) => {
+                    let divisor = divisor_for(state);
+                    Cms::add_one_in_place(state, &divisor, h).then(|| arg_datum(fcinfo, 0))
+                }
                 _ => None,
             }
         }

@@ -83,17 +83,22 @@ impl HashPlan {
         &*plan
     }
 
-    /// The cached plan of this call site, if it is built: no `pg_sys` call, no panic
-    /// (for guard-free fast paths; see `sql_function_with_fast_path!`).
+    /// The hash (seed 0) of argument `argno`, for guard-free fast paths (see
+    /// `sql_function_with_fast_path!`): None unless the argument is not NULL, this call
+    /// site's plan is already built and the type hashes without a `pg_sys` call.
     #[inline(always)]
-    pub unsafe fn cached(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'static HashPlan> {
-        ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()
+    pub unsafe fn hash_arg_pure(fcinfo: pg_sys::FunctionCallInfo, argno: usize) -> Option<u64> {
+        if arg_is_null(fcinfo, argno) {
+            return None;
+        }
+        let plan = ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()?;
+        plan.hash_pure(arg_datum(fcinfo, argno), 0)
     }
 
     /// The hash of a (non-null) datum when it needs no `pg_sys` call (integers, uuid),
     /// else None.
     #[inline(always)]
-    pub unsafe fn hash_pure(&self, datum: pg_sys::Datum, seed: i32) -> Option<u64> {
+    unsafe fn hash_pure(&self, datum: pg_sys::Datum, seed: i32) -> Option<u64> {
         match self.strategy {
             Strategy::Int8 => Some(hash_i64(datum.value() as i64, seed)),
             Strategy::Int4 => Some(hash_i64(datum.value() as i32 as i64, seed)),
@@ -106,13 +111,12 @@ impl HashPlan {
     /// Hash a (non-null) datum of this plan's type.
     #[inline(always)]
     pub unsafe fn hash(&self, datum: pg_sys::Datum, seed: i32) -> u64 {
+        if let Some(h) = self.hash_pure(datum, seed) {
+            return h;
+        }
         match self.strategy {
-            Strategy::Int8 => hash_i64(datum.value() as i64, seed),
-            Strategy::Int4 => hash_i64(datum.value() as i32 as i64, seed),
-            Strategy::Int2 => hash_i64(datum.value() as i16 as i64, seed),
             Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
-            Strategy::Uuid => hash_bytes(uuid_bytes(datum), seed),
-            Strategy::SendForm => {
+            _ => {
                 let send = &self.send as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
                 let bytea = pg_sys::SendFunctionCall(send, datum);
                 hash_bytes(varlena_bytes(pg_sys::Datum::from(bytea)), seed)

@@ -196,12 +196,19 @@ unsafe fn add_fast(fcinfo: pg_sys::FunctionCallInfo, h: u64) -> Option<pg_sys::D
     ull::dense_add_in_place(state, h).then(|| arg_datum(fcinfo, 0))
 }
 
+/// [`add_fast`] of the `hll_hashval` argument (hll_add_agg): None when it is NULL.
+#[inline(always)]
+unsafe fn add_hashval_fast(fcinfo: pg_sys::FunctionCallInfo) -> Option<pg_sys::Datum> {
+    if arg_is_null(fcinfo, 1) {
+        return None;
+    }
+    add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64)
+}
+
 sql_function_with_fast_path! {
     /// `hll_add_agg(hll_hashval)` transition.
     fn hll_add_trans(fcinfo)
-    fast {
-        if arg_is_null(fcinfo, 1) { None } else { add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64) }
-    }
+    fast { add_hashval_fast(fcinfo) }
     slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
@@ -212,9 +219,7 @@ sql_function_with_fast_path! {
 sql_function_with_fast_path! {
     /// `hll_add_agg(hll_hashval, p)` transition.
     fn hll_add_trans_p(fcinfo)
-    fast {
-        if arg_is_null(fcinfo, 1) { None } else { add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64) }
-    }
+    fast { add_hashval_fast(fcinfo) }
     slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
@@ -226,15 +231,7 @@ sql_function_with_fast_path! {
 sql_function_with_fast_path! {
     /// `approx_count_distinct(anyelement)` transition: hashes inside (as hll_hash_any).
     fn approx_count_distinct_trans(fcinfo)
-    fast {
-        if arg_is_null(fcinfo, 1) {
-            None
-        } else {
-            HashPlan::cached(fcinfo)
-                .and_then(|plan| plan.hash_pure(arg_datum(fcinfo, 1), 0))
-                .and_then(|h| add_fast(fcinfo, h))
-        }
-    }
+    fast { HashPlan::hash_arg_pure(fcinfo, 1).and_then(|h| add_fast(fcinfo, h)) }
     slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);

@@ -56,14 +56,21 @@ unsafe fn may(rel: pg_sys::Oid, mode: pg_sys::AclMode) -> bool {
     pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), mode) == pg_sys::AclResult::ACLCHECK_OK
 }
 
-/// Column types of a relation's attributes, or None when one is dropped.
-unsafe fn column_types(rel: pg_sys::Relation) -> Option<Vec<pg_sys::Oid>> {
+/// Whether the relation's first columns have exactly these types (none dropped), and,
+/// when `exact`, no others.
+unsafe fn has_columns(rel: pg_sys::Relation, types: &[pg_sys::Oid], exact: bool) -> bool {
     let desc = (*rel).rd_att;
     let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
-    attrs
-        .iter()
-        .map(|a| (!a.attisdropped).then_some(a.atttypid))
-        .collect()
+    let count_ok = if exact {
+        attrs.len() == types.len()
+    } else {
+        attrs.len() >= types.len()
+    };
+    count_ok
+        && attrs
+            .iter()
+            .zip(types)
+            .all(|(a, &t)| !a.attisdropped && a.atttypid == t)
 }
 
 /// The counter's (id, shards), looked up through the registry's unique name index with
@@ -79,12 +86,12 @@ unsafe fn lookup_counter(namespace: pg_sys::Oid, name: pg_sys::Datum) -> Option<
     }
     let registry = pg_sys::table_open(registry_oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
     let desc = (*registry).rd_att;
-    let layout_ok = column_types(registry).is_some_and(|t| {
-        t.len() >= 3
-            && t[0] == pg_sys::INT4OID
-            && t[1] == pg_sys::TEXTOID
-            && t[2] == pg_sys::INT4OID
-    });
+    // id, name, shards
+    let layout_ok = has_columns(
+        registry,
+        &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT4OID],
+        false,
+    );
     let mut found = None;
     if layout_ok {
         // Compare with the column's collation, which the unique index was built with.
@@ -151,15 +158,18 @@ unsafe fn fast_insert(
         && (*pending).trigdesc.is_null()
         && !(*(*pending).rd_rel).relrowsecurity
         && ((*(*pending).rd_att).constr.is_null() || (*(*(*pending).rd_att).constr).num_check == 0)
-        && column_types(pending).is_some_and(|t| {
-            t == [
+        // counter_id, shard, key, delta, added_at
+        && has_columns(
+            pending,
+            &[
                 pg_sys::INT4OID,
                 pg_sys::INT2OID,
                 pg_sys::TEXTOID,
                 pg_sys::INT8OID,
                 pg_sys::TIMESTAMPTZOID,
-            ]
-        });
+            ],
+            true,
+        );
     let mut inserted = false;
     if plain {
         let indexes = pg_sys::CatalogOpenIndexes(pending);

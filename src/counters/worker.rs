@@ -8,8 +8,8 @@
 //! vacuum `counter_pending` (see `VACUUM_EVERY_ROWS`). Passes start every
 //! `compact_interval` (the latch wait is what is left of the interval after a pass).
 //! It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1: restarted
-//! after 5 s unless the server is shutting down), idles while `worker_enabled` is off or the server is in recovery, and never starts
-//! under pg_upgrade. An ERROR inside a transaction is caught, logged and rolled
+//! after 5 s unless the server is shutting down), idles while `worker_enabled` is off
+//! or the server is in recovery, and never starts under pg_upgrade. An ERROR inside a transaction is caught, logged and rolled
 //! back; the loop goes on (a crash is restarted by the postmaster after 5 s).
 
 use crate::guc;
@@ -87,13 +87,10 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
         // most about one interval plus one pass, however long the passes take.
         let pass_started = Instant::now();
         if guc::WORKER_ENABLED.get() && !unsafe { pg_sys::RecoveryInProgress() } {
-            let (moved, pending) = compact_until_drained();
-            rows_since_vacuum += moved;
-            if let Some(pending) = pending.filter(|_| rows_since_vacuum >= VACUUM_EVERY_ROWS) {
-                if !shutdown_requested() {
-                    vacuum_pending(pending);
-                    rows_since_vacuum = 0;
-                }
+            rows_since_vacuum += compact_until_drained();
+            if rows_since_vacuum >= VACUUM_EVERY_ROWS && !shutdown_requested() {
+                vacuum_pending();
+                rows_since_vacuum = 0;
             }
             if !shutdown_requested() && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                 purge_requests();
@@ -117,41 +114,33 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
 }
 
 /// Fold batches, one per transaction, until one comes back less than full (or an error,
-/// or shutdown). Returns the rows folded and the OID of `counter_pending` (None when
-/// the extension is not installed here).
-fn compact_until_drained() -> (i64, Option<pg_sys::Oid>) {
+/// or shutdown). Returns the number of rows folded.
+fn compact_until_drained() -> i64 {
     let mut total = 0i64;
-    let mut pending = None;
     loop {
         let batch = guc::COMPACT_BATCH.get().max(1);
         let moved = in_transaction(c"distributed_counter: compacting", "compaction", || {
             let Some(schema) = extension_schema() else {
-                return (0, None);
+                return 0;
             };
-            let moved = Spi::get_one_with_args::<i64>(
+            Spi::get_one_with_args::<i64>(
                 &format!("SELECT {schema}.counter_compact_batch(NULL, $1)"),
                 &[batch.into()],
             )
             .unwrap_or_else(|e| error!("counter_compact_batch: {e}"))
-            .unwrap_or(0);
-            let oid = Spi::get_one::<pg_sys::Oid>(&format!(
-                "SELECT pg_catalog.to_regclass('{schema}.counter_pending')::pg_catalog.oid"
-            ))
-            .unwrap_or_else(|e| error!("looking up counter_pending: {e}"));
-            (moved, oid)
+            .unwrap_or(0)
         });
-        let Some((n, oid)) = moved else {
-            return (total, pending);
+        let Some(n) = moved else {
+            return total;
         };
         total += n;
-        pending = oid.or(pending);
         if n < batch as i64 || shutdown_requested() {
-            return (total, pending);
+            return total;
         }
         pg_sys::check_for_interrupts!();
         reload_config_if_asked();
         if !guc::WORKER_ENABLED.get() {
-            return (total, pending);
+            return total;
         }
     }
 }
@@ -161,7 +150,17 @@ fn compact_until_drained() -> (i64, Option<pg_sys::Oid>) {
 /// stall the writers. Called outside any transaction; vacuum runs its own. An error is
 /// logged as a WARNING.
 #[cfg(feature = "pg15")]
-fn vacuum_pending(relid: pg_sys::Oid) {
+fn vacuum_pending() {
+    let relid = in_transaction(c"distributed_counter: vacuuming", "vacuum", || {
+        let schema = extension_schema()?;
+        Spi::get_one::<pg_sys::Oid>(&format!(
+            "SELECT pg_catalog.to_regclass('{schema}.counter_pending')::pg_catalog.oid"
+        ))
+        .unwrap_or_else(|e| error!("looking up counter_pending: {e}"))
+    });
+    let Some(relid) = relid.flatten() else {
+        return;
+    };
     unsafe {
         // vacuum() keeps its cross-transaction state in a child of PortalContext, as
         // autovacuum sets one up; reset after each run.
@@ -217,7 +216,7 @@ fn vacuum_pending(relid: pg_sys::Oid) {
 
 /// Other PostgreSQL versions: vacuum()'s signature differs; autovacuum alone reclaims.
 #[cfg(not(feature = "pg15"))]
-fn vacuum_pending(_relid: pg_sys::Oid) {}
+fn vacuum_pending() {}
 
 fn purge_requests() {
     in_transaction(
