@@ -30,6 +30,20 @@ CREATE TABLE counter_registry (
         autovacuum_vacuum_threshold = 200);
 ALTER SEQUENCE counter_id_seq OWNED BY counter_registry.id;
 
+-- counter_add caches (id, shards) per backend (src/counters/add.rs). Every change that
+-- could make a cached entry wrong, from any source (this extension's functions, a user's
+-- DML, logical replication's apply), sends a relcache invalidation for this table, which
+-- every backend accepts before its next counter_add: a delete, a truncate, an update of
+-- id, name or shards, and an insert (a rolled-back insert's counter may have been cached
+-- by its own transaction; the invalidation is then replayed locally on rollback).
+-- Compaction's updates of the statistics columns do not fire it.
+CREATE FUNCTION _counter_registry_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'dc_counter_registry_changed' LANGUAGE C;
+CREATE TRIGGER counter_registry_changed
+    AFTER INSERT OR DELETE OR UPDATE OF id, name, shards OR TRUNCATE ON counter_registry
+    FOR EACH STATEMENT EXECUTE FUNCTION _counter_registry_changed();
+ALTER TABLE counter_registry ENABLE ALWAYS TRIGGER counter_registry_changed;
+
 -- Folded totals. numeric so that folding can never fail on int8 overflow (a poison
 -- key would stall compaction); reads convert to int8 and raise 22003 if out of range.
 -- Only compaction and counter_set update a row (a non-indexed column: HOT updates).

@@ -553,6 +553,88 @@ fn counters_add_finds_names_exactly() {
     assert_eq!(counters_sqlstate("SELECT counter_add('A', 'k')"), "22023");
 }
 
+/// counter_add's per-backend (id, shards) cache follows every change of the registry:
+/// counter_drop, a re-create, a user's own DELETE/UPDATE/TRUNCATE, and a rolled-back
+/// subtransaction. After each change the next add lands where the SQL path would put it
+/// (or fails like it), never under a stale id or shard count.
+#[pg_test]
+fn counters_add_cache_follows_registry_changes() {
+    let id = || one::<i32>("SELECT id FROM counter_registry WHERE name = 'cc'");
+    let shards_used = || {
+        one::<i64>(
+            "SELECT count(DISTINCT shard) FROM counter_pending \
+             WHERE counter_id = (SELECT id FROM counter_registry WHERE name = 'cc')",
+        )
+    };
+    let max_shard = || {
+        one::<i32>(
+            "SELECT max(shard)::int4 FROM counter_pending \
+             WHERE counter_id = (SELECT id FROM counter_registry WHERE name = 'cc')",
+        )
+    };
+    Spi::run("SELECT counter_create('cc', 1024)").unwrap();
+    Spi::run("SELECT counter_add('cc', 'k')").unwrap(); // cached now
+    let first = id();
+    // drop: the cached entry must not be used
+    Spi::run("SELECT counter_drop('cc')").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('cc', 'k')"), "42704");
+    // re-create with one shard: a new id, and shard 0 only
+    Spi::run("SELECT counter_create('cc', 1)").unwrap();
+    Spi::run("SELECT counter_add('cc', 'k', 2)").unwrap();
+    assert_ne!(id(), first);
+    assert_eq!(counters_value("cc", "k"), 2);
+    assert_eq!(max_shard(), 0);
+    // a user's UPDATE of shards: adds now spread over 1024 shards (pid % 1024)
+    Spi::run("UPDATE counter_registry SET shards = 1024 WHERE name = 'cc'").unwrap();
+    Spi::run("SELECT counter_add('cc', 'k', 3)").unwrap();
+    let pid = one::<i32>("SELECT pg_backend_pid()");
+    assert_eq!(max_shard(), pid % 1024);
+    assert_eq!(shards_used(), if pid % 1024 == 0 { 1 } else { 2 });
+    assert_eq!(counters_value("cc", "k"), 5);
+    // a user's UPDATE of the name: the old name is unknown, the new one works
+    Spi::run("UPDATE counter_registry SET name = 'cd' WHERE name = 'cc'").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('cc', 'k')"), "42704");
+    Spi::run("SELECT counter_add('cd', 'k')").unwrap();
+    assert_eq!(counters_value("cd", "k"), 6);
+    // a user's DELETE, then a TRUNCATE
+    Spi::run("SELECT counter_create('cc')").unwrap();
+    Spi::run("SELECT counter_add('cc', 'k')").unwrap();
+    Spi::run("DELETE FROM counter_registry WHERE name = 'cc'").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('cc', 'k')"), "42704");
+    Spi::run("SELECT counter_add('cd', 'k')").unwrap();
+    Spi::run("TRUNCATE counter_registry").unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('cd', 'k')"), "42704");
+    // a counter created in a subtransaction that rolls back is forgotten with it
+    Spi::run("SELECT counter_create('ce')").unwrap();
+    Spi::run(
+        "DO $$ BEGIN
+             BEGIN
+                 PERFORM counter_drop('ce');
+                 PERFORM counter_create('ce', 1);
+                 PERFORM counter_add('ce', 'k');
+                 RAISE EXCEPTION 'roll back';
+             EXCEPTION WHEN raise_exception THEN NULL;
+             END;
+         END $$",
+    )
+    .unwrap();
+    Spi::run("SELECT counter_add('ce', 'k', 7)").unwrap();
+    assert_eq!(counters_value("ce", "k"), 7);
+    // ... and so is one that only existed in it
+    Spi::run(
+        "DO $$ BEGIN
+             BEGIN
+                 PERFORM counter_create('cf', 1);
+                 PERFORM counter_add('cf', 'k');
+                 RAISE EXCEPTION 'roll back';
+             EXCEPTION WHEN raise_exception THEN NULL;
+             END;
+         END $$",
+    )
+    .unwrap();
+    assert_eq!(counters_sqlstate("SELECT counter_add('cf', 'k')"), "42704");
+}
+
 /// Compaction deletes the rows it picked by TID: the rows a batch reads stay
 /// proportional to the batch, also with plans cached while the pending table was empty
 /// (such a plan once tested every row against the whole TID array in a sequential

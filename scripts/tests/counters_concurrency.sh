@@ -75,13 +75,11 @@ trap cleanup EXIT
 say "cluster $CLUSTER on port $PORT"
 ./scripts/cluster.sh "$CLUSTER" "$PORT" 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&-
 wait_ready
-# The worker serves database 'postgres' (cluster.sh); make sure the extension there has
-# the counters of the installed build.
-if [ "$(q "SELECT count(*) FROM pg_extension WHERE extname = 'distributed_counter'")" == 1 ] &&
-   [ "$(q "SELECT to_regproc('counter_compact_batch') IS NULL")" == t ]; then
-  q "DROP EXTENSION distributed_counter CASCADE"
-fi
-q "CREATE EXTENSION IF NOT EXISTS distributed_counter"
+# The worker serves database 'postgres' (cluster.sh). Re-create the extension there, so
+# its SQL objects are those of the installed build, not of whatever version this
+# long-lived test cluster last saw.
+q "DROP EXTENSION IF EXISTS distributed_counter CASCADE" >/dev/null
+q "CREATE EXTENSION distributed_counter"
 psql_ >/dev/null <<'SQL'
 SELECT counter_drop(name) FROM counter_stats WHERE name LIKE 'cc\_%';
 DROP TABLE IF EXISTS cc_ledger, cc_rb_ledger;
@@ -164,6 +162,47 @@ check_eq "$(q "SELECT sum(counter_value('cc_rb', 'k' || i)) FROM generate_series
   "$(q "SELECT count(*) FROM cc_rb_ledger")" "total equals committed transactions"
 n=$(q "SELECT count(*) FROM cc_rb_ledger")
 [ "$n" -gt 500 ] && [ "$n" -lt 4300 ] || fail "expected about half of 4800 committed, got $n"
+
+# ---- (e) counter_add's per-backend cache, across sessions ------------------------------
+say "(e) a session's cached counter follows a drop, a re-create and a shard change committed by another"
+q "CREATE EXTENSION IF NOT EXISTS dblink" >/dev/null
+# compaction paused, so the shard of each pending row can be checked
+q "ALTER SYSTEM SET distributed_counter.worker_enabled = off" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+psql_ >/dev/null <<SQL
+SELECT dblink_connect('other', 'host=localhost port=$PORT dbname=postgres user=postgres');
+CREATE FUNCTION pg_temp.other_add(delta int8) RETURNS text LANGUAGE sql AS
+  \$\$ SELECT x FROM dblink('other', format('SELECT counter_add(%L, %L, %s)::text', 'cc_cache', 'k', delta)) t(x text) \$\$;
+SELECT counter_create('cc_cache', 4);
+SELECT pg_temp.other_add(1);                    -- cached by the other session
+SELECT counter_drop('cc_cache');
+DO \$\$ BEGIN
+  PERFORM pg_temp.other_add(1);
+  RAISE EXCEPTION 'a stale cache entry let counter_add write to a dropped counter';
+EXCEPTION WHEN undefined_object THEN NULL;  -- 42704 from the other session
+END \$\$;
+SELECT counter_create('cc_cache', 1);
+SELECT pg_temp.other_add(5);
+SELECT pg_temp.other_add(1);                    -- cached again, with 1 shard
+UPDATE counter_registry SET shards = 1024 WHERE name = 'cc_cache';
+SELECT pg_temp.other_add(3);
+DO \$\$
+DECLARE
+  other_pid int4 := (SELECT x::int4 FROM dblink('other', 'SELECT pg_backend_pid()::text') t(x text));
+  shard int4 := (SELECT p.shard FROM counter_pending p JOIN counter_registry r ON r.id = p.counter_id
+                 WHERE r.name = 'cc_cache' AND p.delta = 3);
+BEGIN
+  IF counter_value('cc_cache', 'k') <> 9 THEN
+    RAISE EXCEPTION 'cc_cache holds %, want 9', counter_value('cc_cache', 'k');
+  END IF;
+  IF shard IS DISTINCT FROM other_pid % 1024 THEN
+    RAISE EXCEPTION 'the add after the shard change went to shard %, want % (pid %)', shard, other_pid % 1024, other_pid;
+  END IF;
+END \$\$;
+SELECT dblink_disconnect('other');
+SQL
+say "ok: adds after a drop fail with 42704; a re-created counter and a new shard count are used at once"
+q "ALTER SYSTEM SET distributed_counter.worker_enabled = on" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
 
 # ---- SIGHUP, ERROR inside a pass, SIGTERM ----------------------------------------------
 say "SIGHUP: worker_enabled = off pauses compaction, on resumes it"

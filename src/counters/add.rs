@@ -1,16 +1,24 @@
 //! `counter_add`'s write path, written against the heap and index AMs.
 //!
-//! The common call (`request_id` NULL, valid key and delta) is one registry index probe
-//! and one heap + index insert into `counter_pending`: the same row the PL/pgSQL
-//! statement `INSERT INTO counter_pending SELECT ... FROM counter_registry` writes,
-//! without an executor start-up per call (under 32 pgbench clients on one key the
-//! PL/pgSQL version took 24 % of server CPU, this path about 12 %). Everything else goes
-//! through the PL/pgSQL function `_counter_add_sql`, which has the same contract and
-//! raises the errors: a request_id, a NULL or too-long argument, an unknown counter, a
-//! caller without the privileges, a read-only transaction, a loaded permission-check
-//! hook (`ExecutorCheckPerms_hook`, e.g. sepgsql), or a table that no longer
-//! has exactly the layout sql/counters.sql creates (a user's trigger, RLS policy, CHECK
-//! constraint, expression or partial index, extra column).
+//! The common call (`request_id` NULL, valid key and delta) is one heap + index insert
+//! into `counter_pending`: the same row the PL/pgSQL statement `INSERT INTO
+//! counter_pending SELECT ... FROM counter_registry` writes, without an executor start-up
+//! per call (under 32 pgbench clients on one key the PL/pgSQL version took 24 % of server
+//! CPU, this path about 12 %). Everything else goes through the PL/pgSQL function
+//! `_counter_add_sql`, which has the same contract and raises the errors: a request_id, a
+//! NULL or too-long argument, an unknown counter, a caller without the privileges, a
+//! read-only transaction, a loaded permission-check hook (`ExecutorCheckPerms_hook`, e.g.
+//! sepgsql), or a table that no longer has exactly the layout sql/counters.sql creates (a
+//! user's trigger, RLS policy, CHECK constraint, expression or partial index, extra
+//! column).
+//!
+//! The counter's `(id, shards)` comes from a per-backend cache (see [`Cache`]), filled by
+//! probing the registry's unique name index. An entry is dropped when the registry
+//! changes: a statement trigger on `counter_registry` (`_counter_registry_changed`, on
+//! INSERT, DELETE, TRUNCATE and UPDATE of id, name or shards) sends a relcache invalidation for the
+//! table, which every backend receives before its next `counter_add` (each call first
+//! accepts pending invalidation messages). A counter that does not exist is never cached:
+//! those calls take the SQL path, which raises 42704.
 //!
 //! Like the executor, the insert uses the current command id, so the row is visible to
 //! the following statements of the transaction and goes away on rollback; WAL and
@@ -20,27 +28,149 @@ use crate::fmgr::{arg, datum_bool};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CStr;
 
 /// Keys longer than this are rejected (22023) by the SQL path.
 const KEY_MAX_BYTES: usize = 2000;
 
+/// At most this many counter names are cached per backend (the cache is emptied when full).
+const CACHED_COUNTERS_MAX: usize = 1024;
+
 crate::sql_function! {
     /// counter_add(name text, key text, delta int8, request_id text) -> bool
     fn dc_counter_add(fcinfo) {
         unsafe {
-            let namespace = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-            if let (Some(name), Some(key), Some(delta), None) =
-                (arg(fcinfo, 0), arg(fcinfo, 1), arg(fcinfo, 2), arg(fcinfo, 3))
+            let fn_oid = (*(*fcinfo).flinfo).fn_oid;
+            let rels = resolve(fn_oid);
+            if let (Some(rels), Some(name), Some(key), Some(delta), None) =
+                (rels, arg(fcinfo, 0), arg(fcinfo, 1), arg(fcinfo, 2), arg(fcinfo, 3))
             {
                 let key = pg_sys::pg_detoast_datum_packed(key.cast_mut_ptr());
-                if varlena_len(key) <= KEY_MAX_BYTES && fast_insert(namespace, name, key, delta) {
+                if varlena_len(key) <= KEY_MAX_BYTES && fast_insert(&rels, name, key, delta) {
                     return datum_bool(true);
                 }
             }
+            let namespace = match rels {
+                Some(r) => r.namespace,
+                None => pg_sys::get_func_namespace(fn_oid),
+            };
             sql_path(fcinfo, namespace)
         }
     }
+}
+
+crate::sql_function! {
+    /// The statement trigger on counter_registry: makes every backend drop its cached
+    /// counters (at the end of this command locally, at commit everywhere else).
+    fn dc_counter_registry_changed(fcinfo) {
+        unsafe {
+            let context = (*fcinfo).context;
+            if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+                error!("_counter_registry_changed: not called as a trigger");
+            }
+            let trigger = context.cast::<pg_sys::TriggerData>();
+            pg_sys::CacheInvalidateRelcacheByRelid((*(*trigger).tg_relation).rd_id);
+            pg_sys::Datum::from(0usize)
+        }
+    }
+}
+
+/// Where the extension's tables are, for the schema `counter_add` lives in.
+#[derive(Clone, Copy)]
+struct Rels {
+    fn_oid: pg_sys::Oid,
+    namespace: pg_sys::Oid,
+    pending: pg_sys::Oid,
+    registry: pg_sys::Oid,
+    name_index: pg_sys::Oid,
+}
+
+/// The per-backend cache: the relations, and `name -> (id, shards)` of counters found.
+/// Both are dropped on any relcache invalidation of the three relations (their DDL,
+/// VACUUM's statistics update, the registry trigger) and on a full cache reset.
+#[derive(Default)]
+struct Cache {
+    rels: Option<Rels>,
+    counters: HashMap<Box<[u8]>, (i32, i32)>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::default();
+    /// Set by the invalidation callback (which must not allocate or fail), acted on by
+    /// the next call.
+    static STALE: Cell<bool> = const { Cell::new(false) };
+    static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let watched = WATCHED
+        .try_with(Cell::get)
+        .unwrap_or([pg_sys::InvalidOid; 3]);
+    if relid == pg_sys::InvalidOid || watched.contains(&relid) {
+        let _ = STALE.try_with(|s| s.set(true));
+    }
+}
+
+/// Accepts pending invalidations, empties the cache if they touched it, and returns the
+/// relations for the schema of the function `fn_oid` (None if one is missing).
+unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
+    if !CALLBACK_REGISTERED.get() {
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(on_relcache_invalidation),
+            pg_sys::Datum::from(0usize),
+        );
+        CALLBACK_REGISTERED.set(true);
+    }
+    pg_sys::AcceptInvalidationMessages();
+    if STALE.replace(false) {
+        CACHE.with_borrow_mut(|c| *c = Cache::default());
+        WATCHED.set([pg_sys::InvalidOid; 3]);
+    }
+    if let Some(rels) = CACHE.with_borrow(|c| c.rels).filter(|r| r.fn_oid == fn_oid) {
+        return Some(rels);
+    }
+    let namespace = pg_sys::get_func_namespace(fn_oid);
+    let rels = Rels {
+        fn_oid,
+        namespace,
+        pending: relation(namespace, c"counter_pending"),
+        registry: relation(namespace, c"counter_registry"),
+        name_index: relation(namespace, c"counter_registry_name_key"),
+    };
+    if [rels.pending, rels.registry, rels.name_index].contains(&pg_sys::InvalidOid) {
+        return None;
+    }
+    CACHE.with_borrow_mut(|c| {
+        *c = Cache {
+            rels: Some(rels),
+            counters: HashMap::new(),
+        }
+    });
+    WATCHED.set([rels.pending, rels.registry, rels.name_index]);
+    Some(rels)
+}
+
+/// The counter's (id, shards): cached, or looked up and cached.
+unsafe fn find_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
+    let detoasted = pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(name.cast_mut_ptr()));
+    let bytes = crate::fmgr::varlena_bytes(detoasted);
+    if let Some(&found) = CACHE
+        .with_borrow(|c| c.counters.get(bytes).copied())
+        .as_ref()
+    {
+        return Some(found);
+    }
+    let found = lookup_counter(rels, detoasted)?;
+    CACHE.with_borrow_mut(|c| {
+        if c.counters.len() >= CACHED_COUNTERS_MAX {
+            c.counters.clear();
+        }
+        c.counters.insert(bytes.into(), found);
+    });
+    Some(found)
 }
 
 /// Payload length of a detoasted (possibly short-header) varlena.
@@ -75,16 +205,8 @@ unsafe fn has_columns(rel: pg_sys::Relation, types: &[pg_sys::Oid], exact: bool)
 
 /// The counter's (id, shards), looked up through the registry's unique name index with
 /// a fresh snapshot (what the PL/pgSQL statement sees), or None.
-unsafe fn lookup_counter(namespace: pg_sys::Oid, name: pg_sys::Datum) -> Option<(i32, i32)> {
-    let registry_oid = relation(namespace, c"counter_registry");
-    let index_oid = relation(namespace, c"counter_registry_name_key");
-    if registry_oid == pg_sys::InvalidOid
-        || index_oid == pg_sys::InvalidOid
-        || !may(registry_oid, pg_sys::ACL_SELECT as pg_sys::AclMode)
-    {
-        return None;
-    }
-    let registry = pg_sys::table_open(registry_oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
+    let registry = pg_sys::table_open(rels.registry, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
     let desc = (*registry).rd_att;
     // id, name, shards
     let layout_ok = has_columns(
@@ -108,7 +230,8 @@ unsafe fn lookup_counter(namespace: pg_sys::Oid, name: pg_sys::Datum) -> Option<
             name,
         );
         let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
-        let scan = pg_sys::systable_beginscan(registry, index_oid, true, snapshot, 1, &mut key);
+        let scan =
+            pg_sys::systable_beginscan(registry, rels.name_index, true, snapshot, 1, &mut key);
         let tuple = pg_sys::systable_getnext(scan);
         if !tuple.is_null() {
             let mut values = [pg_sys::Datum::from(0usize); 3];
@@ -130,7 +253,7 @@ unsafe fn lookup_counter(namespace: pg_sys::Oid, name: pg_sys::Datum) -> Option<
 
 /// Insert the delta row; false (nothing written) when the SQL path must handle the call.
 unsafe fn fast_insert(
-    namespace: pg_sys::Oid,
+    rels: &Rels,
     name: pg_sys::Datum,
     key: *mut pg_sys::varlena,
     delta: pg_sys::Datum,
@@ -142,18 +265,19 @@ unsafe fn fast_insert(
     {
         return false;
     }
-    let pending_oid = relation(namespace, c"counter_pending");
-    if pending_oid == pg_sys::InvalidOid || !may(pending_oid, pg_sys::ACL_INSERT as pg_sys::AclMode)
+    // The privileges the SQL path's INSERT ... SELECT needs, checked on every call.
+    if !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
+        || !may(rels.registry, pg_sys::ACL_SELECT as pg_sys::AclMode)
     {
         return false;
     }
-    let Some((counter_id, shards)) = lookup_counter(namespace, name) else {
+    let Some((counter_id, shards)) = find_counter(rels, name) else {
         return false;
     };
     if shards < 1 {
         return false;
     }
-    let pending = pg_sys::table_open(pending_oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+    let pending = pg_sys::table_open(rels.pending, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
     let plain = (*(*pending).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION
         && (*pending).trigdesc.is_null()
         && !(*(*pending).rd_rel).relrowsecurity
