@@ -106,13 +106,18 @@ CREATE FUNCTION cms_add_trans(cms, anyelement, int8, float8, float8) RETURNS cms
     AS 'MODULE_PATHNAME', 'cms_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION cms_union_trans(cms, cms) RETURNS cms
     AS 'MODULE_PATHNAME', 'cms_union_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- The unweighted cms_add_agg may keep its state in a staged form (docs/FORMAT.md) in a
+-- plain, non-partial aggregation; this final function turns it back into a cms and
+-- returns any other state unchanged.
+CREATE FUNCTION cms_add_final(cms) RETURNS cms
+    AS 'MODULE_PATHNAME', 'cms_add_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE AGGREGATE cms_add_agg(anyelement) (
-    SFUNC = cms_add_trans, STYPE = cms,
+    SFUNC = cms_add_trans, STYPE = cms, FINALFUNC = cms_add_final,
     COMBINEFUNC = cms_union_trans, PARALLEL = SAFE
 );
 CREATE AGGREGATE cms_add_agg(anyelement, eps float8, delta float8) (
-    SFUNC = cms_add_trans, STYPE = cms,
+    SFUNC = cms_add_trans, STYPE = cms, FINALFUNC = cms_add_final,
     COMBINEFUNC = cms_union_trans, PARALLEL = SAFE
 );
 CREATE AGGREGATE cms_add_agg(anyelement, count int8, eps float8, delta float8) (

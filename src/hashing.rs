@@ -18,6 +18,9 @@ pub struct HashPlan {
     send: pg_sys::FmgrInfo,
     /// Text output function (topk keeps a value's text form).
     output: pg_sys::FmgrInfo,
+    /// A per-call-site decision an aggregate caches with the plan (0 = not made yet);
+    /// cms_add_agg keeps whether its state may be staged (src/cms.rs).
+    pub site_flag: std::cell::Cell<u8>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

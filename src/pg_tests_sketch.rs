@@ -442,3 +442,64 @@ fn sketch_fast_paths_equal_the_general_paths() {
         "SELECT (SELECT cms_add_agg(n, 0.01, 0.01) FROM fp) = (SELECT cms_add_agg(n::int8, 1, 0.01, 0.01) FROM fp)"
     ));
 }
+
+/// The unweighted cms_add_agg keeps a staged state (one byte per counter, carried into
+/// the 64-bit counter every 256 adds) only where its final function turns it back into a
+/// cms. Wherever the state could escape otherwise, or the plan is of another shape, the
+/// result is the same bytes as the weighted aggregate's (which never stages): values
+/// repeated across many carries, hash aggregation with spilling, window use, shared
+/// transition states, and an aggregate a user (or Citus) builds on cms_add_trans without
+/// the final function, which must get a valid, stored-form cms. (Parallel plans, where
+/// partial states are never staged, are compared with serial ones in
+/// pg_test/sql/sketches.sql.)
+#[pg_test]
+fn cms_staged_state_never_escapes() {
+    Spi::run(
+        "CREATE TEMP TABLE st AS
+           SELECT (i % 7) AS g, CASE WHEN i % 3 = 0 THEN 42 ELSE i END::int8 AS b
+           FROM generate_series(1, 60000) i;
+         ANALYZE st;
+         CREATE AGGREGATE pg_temp.bare_cms(anyelement) (SFUNC = cms_add_trans, STYPE = cms);",
+    )
+    .unwrap();
+    // 42 occurs 20,000 times: 78 carries in each of its counters
+    assert!(one::<bool>(
+        "SELECT (SELECT cms_add_agg(b) FROM st) = (SELECT cms_add_agg(b, 1, 0.001, 0.01) FROM st)"
+    ));
+    // never below the truth, within eps * total above it (deterministic data and hash)
+    let c42 = one::<i64>("SELECT cms_count(cms_add_agg(b), 42::int8) FROM st");
+    assert!((20000..=20060).contains(&c42), "{c42}");
+    // the result is a stored cms: it survives text and binary I/O
+    assert!(one::<bool>(
+        "SELECT c = c::text::cms AND c = (c::bytea)::cms FROM (SELECT cms_add_agg(b, 0.01, 0.01) AS c FROM st) s"
+    ));
+    // shared transition state (two identical aggregates), and a transition-only aggregate
+    assert!(one::<bool>(
+        "SELECT a = b AND a = c FROM (SELECT cms_add_agg(b) AS a, cms_add_agg(b) AS b,
+                pg_temp.bare_cms(b) AS c FROM st) s"
+    ));
+    assert!(one::<bool>(
+        "SELECT c = c::text::cms FROM (SELECT pg_temp.bare_cms(b) AS c FROM st) s"
+    ));
+    // grouped: sorted, hashed, and hashed with spilling to disk (tiny work_mem)
+    let grouped = |setup: &str| {
+        Spi::run(setup).unwrap();
+        let ok = one::<bool>(
+            "SELECT bool_and(s = w) FROM
+               (SELECT g, cms_add_agg(b, 0.01, 0.01) AS s FROM st GROUP BY g) x
+               JOIN (SELECT g, cms_add_agg(b, 1, 0.01, 0.01) AS w FROM st GROUP BY g) y USING (g)",
+        );
+        Spi::run("RESET enable_hashagg; RESET enable_sort; RESET work_mem").unwrap();
+        ok
+    };
+    assert!(grouped("SET enable_hashagg = off"));
+    assert!(grouped("SET enable_sort = off"));
+    assert!(grouped("SET enable_sort = off; SET work_mem = '64kB'"));
+    // window use: a running sketch per row (no final-function-free escape)
+    assert!(one::<bool>(
+        "SELECT bool_and(cms_count(c, b) >= 1 AND cms_total(c) = n) FROM
+           (SELECT b, cms_add_agg(b, 0.01, 0.01) OVER (ORDER BY g, b ROWS UNBOUNDED PRECEDING) AS c,
+                   count(*) OVER (ORDER BY g, b ROWS UNBOUNDED PRECEDING) AS n
+            FROM st WHERE g = 1) w"
+    ));
+}

@@ -33,6 +33,11 @@ pub const CMS_FORMAT_VERSION: u8 = 1;
 pub const CMS_KIND: u8 = 0x10;
 /// Bytes before the first counter.
 pub const CMS_HEADER_LEN: usize = 34;
+/// First byte of the staged transition state of `cms_add_agg` (docs/FORMAT.md, "cms:
+/// the staged transition state"). It lives only in an aggregate's memory and is turned
+/// into the stored form by the aggregate's final function; `decode` and `validate`
+/// reject it (it is not a format version).
+pub const CMS_STAGED_TAG: u8 = 0x81;
 /// At most this many counters (64 MiB of them): a tiny `eps` must fail, not allocate.
 pub const CMS_MAX_COUNTERS: u64 = 8 * 1024 * 1024;
 /// The total (and so every counter) stays within SQL `int8`.
@@ -173,6 +178,25 @@ fn for_each_index(h: u64, width: u32, depth: u32, mut f: impl FnMut(usize)) {
         }
         base += w;
     }
+}
+
+/// (width, depth, total, cells) of a well-formed staged state: the stored layout with
+/// [`CMS_STAGED_TAG`] as its first byte, followed by one low-order byte per counter.
+/// Built only from operations that cannot panic.
+#[inline(always)]
+fn staged_layout(buf: &[u8]) -> Option<(u32, u32, u64, usize)> {
+    if buf.first() != Some(&CMS_STAGED_TAG) || buf.get(1) != Some(&CMS_KIND) {
+        return None;
+    }
+    let width = u32::from_le_bytes(buf.get(2..6)?.try_into().ok()?);
+    let depth = u32::from_le_bytes(buf.get(6..10)?.try_into().ok()?);
+    let total = u64::from_le_bytes(buf.get(26..34)?.try_into().ok()?);
+    let cells = (width as usize).checked_mul(depth as usize)?;
+    let expected = cells.checked_mul(9)?.checked_add(CMS_HEADER_LEN)?;
+    if width == 0 || depth == 0 || expected != buf.len() {
+        return None;
+    }
+    Some((width, depth, total, cells))
 }
 
 /// Checks what memory safety needs (version, kind, dimensions, exact length) and
@@ -520,6 +544,115 @@ impl Cms {
         }
         write_u64(encoded, 26, new_total);
         Ok(())
+    }
+
+    /// An empty sketch in the staged transition form (docs/FORMAT.md): the stored form
+    /// with [`CMS_STAGED_TAG`] first, followed by a zeroed low-order byte per counter.
+    /// Counter `i` is `high[i] + low[i]`; an add increments the byte and carries 256
+    /// into the 64-bit counter when it wraps. The bytes of a default sketch (13.6 KB)
+    /// stay in a core's L1 cache, where the 64-bit counters (109 KB) cannot: an add
+    /// touches them once per 256 increments of a counter instead of on every row.
+    pub fn empty_staged(eps: f64, delta: f64) -> Result<Vec<u8>> {
+        let mut v = Self::empty_encoded(eps, delta)?;
+        let cells = (v.len() - CMS_HEADER_LEN) / 8;
+        v[0] = CMS_STAGED_TAG;
+        v.resize(v.len() + cells, 0);
+        Ok(v)
+    }
+
+    /// Whether `buf` is in the staged transition form (by its first byte only).
+    #[inline(always)]
+    pub fn is_staged(buf: &[u8]) -> bool {
+        buf.first() == Some(&CMS_STAGED_TAG)
+    }
+
+    /// One occurrence of `h` into a staged state, built only from operations that
+    /// cannot panic (the aggregate's guard-free per-row path). Returns `false`, with the
+    /// buffer unchanged, when it is not a well-formed staged state of `divisor`'s width
+    /// or its total is at the limit. A state built by this code keeps every counter
+    /// (high + low) <= total <= 2^63 - 1, so the carry cannot overflow.
+    #[inline]
+    pub fn add_one_staged(buf: &mut [u8], divisor: &CmsDivisor, h: u64) -> bool {
+        let Some((width, depth, total, cells)) = staged_layout(buf) else {
+            return false;
+        };
+        if width != divisor.width || total >= CMS_MAX_TOTAL {
+            return false;
+        }
+        let Some((high, low)) = buf.split_at_mut_checked(CMS_HEADER_LEN + cells * 8) else {
+            return false;
+        };
+        let w = width as u64;
+        let mut col = divisor.rem(h & 0xFFFF_FFFF);
+        let step = divisor.rem((h >> 32) | 1);
+        let mut base = 0u64;
+        for _ in 0..depth {
+            // base + col < cells: in range by construction
+            let i = (base + col) as usize;
+            if let Some(byte) = low.get_mut(i) {
+                let (v, carry) = byte.overflowing_add(1);
+                *byte = v;
+                if carry {
+                    let at = CMS_HEADER_LEN + i * 8;
+                    if let Some(cell) = high.get_mut(at..at + 8) {
+                        if let Ok(b) = (&*cell).try_into() {
+                            cell.copy_from_slice(
+                                &u64::from_le_bytes(b).wrapping_add(256).to_le_bytes(),
+                            );
+                        }
+                    }
+                }
+            }
+            col += step;
+            if col >= w {
+                col -= w;
+            }
+            base += w;
+        }
+        if let Some(t) = high.get_mut(26..34) {
+            t.copy_from_slice(&(total + 1).to_le_bytes());
+        }
+        true
+    }
+
+    /// [`Cms::add_one_staged`] with errors: 22003 when the total is at its limit,
+    /// invalid binary when `buf` is not a staged state.
+    pub fn add_one_staged_checked(buf: &mut [u8], divisor: &CmsDivisor, h: u64) -> Result<()> {
+        let Some((width, _, total, _)) = staged_layout(buf) else {
+            return Err(CoreError::invalid_binary("corrupt cms aggregate state"));
+        };
+        within_total_range(total + 1)?;
+        let fresh;
+        let divisor = if divisor.width == width {
+            divisor
+        } else {
+            fresh = CmsDivisor::new(width);
+            &fresh
+        };
+        if Self::add_one_staged(buf, divisor, h) {
+            Ok(())
+        } else {
+            Err(CoreError::invalid_binary("corrupt cms aggregate state"))
+        }
+    }
+
+    /// The stored form of a staged state: every counter high + low, then validated
+    /// (each row sums to the total).
+    pub fn unstage(buf: &[u8]) -> Result<Vec<u8>> {
+        let corrupt = || CoreError::invalid_binary("corrupt cms aggregate state");
+        let (_, _, _, cells) = staged_layout(buf).ok_or_else(corrupt)?;
+        let split = CMS_HEADER_LEN + cells * 8;
+        let mut out = buf[..split].to_vec();
+        out[0] = CMS_FORMAT_VERSION;
+        for (i, &low) in buf[split..].iter().enumerate() {
+            let at = CMS_HEADER_LEN + i * 8;
+            let v = read_u64(&out, at)
+                .checked_add(low as u64)
+                .ok_or_else(corrupt)?;
+            write_u64(&mut out, at, v);
+        }
+        Self::validate(&out)?;
+        Ok(out)
     }
 
     /// [`Cms::add_in_place_with`] for one occurrence of `h`, built only from operations
@@ -930,6 +1063,78 @@ mod tests {
             c.add_hash(h, n).unwrap();
         }
         c
+    }
+
+    proptest! {
+        /// Folding a stream through the staged form and unstaging it gives exactly the
+        /// stored form of adding the same stream directly, also across carries (values
+        /// repeated more than 256 and 65,536 times) and for any sketch size.
+        #[test]
+        fn staged_adds_equal_plain_adds(values in prop::collection::vec((0u64..40, 1usize..900), 0..30),
+                                        eps in 0.002f64..0.9, delta in 0.01f64..0.9) {
+            let mut staged = Cms::empty_staged(eps, delta).unwrap();
+            let mut plain = Cms::empty_encoded(eps, delta).unwrap();
+            let (width, _) = layout(&plain).unwrap();
+            let d = CmsDivisor::new(width);
+            for &(x, times) in &values {
+                let h = hash_i64(x as i64, 0);
+                for _ in 0..times {
+                    prop_assert!(Cms::is_staged(&staged));
+                    prop_assert!(Cms::add_one_staged(&mut staged, &d, h));
+                }
+                Cms::add_in_place_with(&mut plain, &d, h, times as u64).unwrap();
+            }
+            prop_assert_eq!(Cms::unstage(&staged).unwrap(), plain);
+        }
+
+        /// A staged buffer is never read as a stored sketch, and damaged or truncated
+        /// staged buffers are declined unchanged or fail cleanly, never panic.
+        #[test]
+        fn staged_buffers_are_checked(s in stream_strategy(), pos in any::<prop::sample::Index>(),
+                                      bit in 0u8..8, cut in any::<prop::sample::Index>(), h in any::<u64>()) {
+            let mut staged = Cms::empty_staged(0.3, 0.1).unwrap();
+            let (width, _) = staged_layout(&staged).map(|(w, d, _, _)| (w, d)).unwrap();
+            let d = CmsDivisor::new(width);
+            for &(x, _) in &s {
+                prop_assert!(Cms::add_one_staged(&mut staged, &d, x));
+            }
+            prop_assert_eq!(Cms::decode(&staged).unwrap_err().kind, ErrorKind::InvalidBinary);
+            prop_assert_eq!(Cms::validate(&staged).unwrap_err().kind, ErrorKind::InvalidBinary);
+            let plain = Cms::unstage(&staged).unwrap();
+            // a stored sketch is not a staged one, and the other way round
+            prop_assert!(!Cms::add_one_staged(&mut plain.clone(), &d, h));
+            prop_assert!(!Cms::add_one_in_place(&mut staged.clone(), &d, h));
+            // another width: declined
+            prop_assert!(!Cms::add_one_staged(&mut staged.clone(), &CmsDivisor::new(width + 1), h));
+            let mut flipped = staged.clone();
+            let i = pos.index(flipped.len());
+            flipped[i] ^= 1 << bit;
+            for corrupt in [flipped, staged[..cut.index(staged.len())].to_vec()] {
+                let mut b = corrupt.clone();
+                if !Cms::add_one_staged(&mut b, &d, h) {
+                    prop_assert_eq!(&b, &corrupt);
+                }
+                let _ = Cms::unstage(&corrupt);
+                let _ = Cms::add_one_staged_checked(&mut corrupt.clone(), &d, h);
+            }
+        }
+    }
+
+    #[test]
+    fn staged_total_limit_is_an_overflow_error() {
+        let mut staged = Cms::empty_staged(0.5, 0.2).unwrap();
+        let d = CmsDivisor::new(staged_layout(&staged).unwrap().0);
+        staged[26..34].copy_from_slice(&CMS_MAX_TOTAL.to_le_bytes());
+        let before = staged.clone();
+        assert!(!Cms::add_one_staged(&mut staged, &d, 7));
+        assert_eq!(staged, before);
+        assert_eq!(
+            Cms::add_one_staged_checked(&mut staged, &d, 7)
+                .unwrap_err()
+                .kind,
+            ErrorKind::Overflow
+        );
+        assert_eq!(staged, before);
     }
 
     proptest! {
