@@ -1071,7 +1071,8 @@ mod tests {
         /// repeated more than 256 and 65,536 times) and for any sketch size.
         #[test]
         fn staged_adds_equal_plain_adds(values in prop::collection::vec((0u64..40, 1usize..900), 0..30),
-                                        eps in 0.002f64..0.9, delta in 0.01f64..0.9) {
+                                        eps in 0.002f64..0.9,
+                                        delta in prop_oneof![Just(0.01f64), Just(0.0001), 0.01f64..0.9]) {
             let mut staged = Cms::empty_staged(eps, delta).unwrap();
             let mut plain = Cms::empty_encoded(eps, delta).unwrap();
             let (width, _) = layout(&plain).unwrap();
