@@ -441,6 +441,25 @@ fn sketch_fast_paths_equal_the_general_paths() {
     assert!(one::<bool>(
         "SELECT (SELECT cms_add_agg(n, 0.01, 0.01) FROM fp) = (SELECT cms_add_agg(n::int8, 1, 0.01, 0.01) FROM fp)"
     ));
+    // topk: integers (guard-free path, text form formatted in Rust) = their text forms
+    // (guarded path, the type's output), with evictions, repeats and the extremes
+    Spi::run(
+        "INSERT INTO fp VALUES (-9223372036854775808, -2147483648, -32768),
+                               (9223372036854775807, 2147483647, 32767), (0, 0, 0)",
+    )
+    .unwrap();
+    for (col, k) in [("b", 10), ("b", 100), ("n", 10), ("s", 10), ("s", 1000)] {
+        assert!(
+            one::<bool>(&format!(
+                "SELECT (SELECT topk_add_agg({col}, {k}) FROM fp) = (SELECT topk_add_agg({col}::text, {k}) FROM fp)"
+            )),
+            "topk_add_agg({col}, {k})"
+        );
+    }
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM topk_list((SELECT topk_add_agg(s, 1000) FROM fp)) WHERE value IN ('-32768', '32767', '0')"),
+        3
+    );
 }
 
 /// The unweighted cms_add_agg keeps a staged state (one byte per counter, carried into

@@ -21,6 +21,7 @@ use crate::error::{invalid_parameter, raise_as, OrRaise};
 use crate::fmgr::*;
 use crate::hashing::HashPlan;
 use crate::sql_function;
+use crate::sql_function_with_fast_path;
 use distributed_counter_core::topk::TopK;
 use distributed_counter_core::CoreError;
 use pgrx::pg_sys;
@@ -376,10 +377,44 @@ sql_function! {
 
 // ---- aggregates ---------------------------------------------------------------------------
 
-sql_function! {
+/// An integer argument's value, when this call site's hash plan is built and its type is
+/// an integer (whose text form `with_decimal` produces without a `pg_sys` call).
+#[inline(always)]
+unsafe fn int_arg(fcinfo: pg_sys::FunctionCallInfo, argno: usize) -> Option<i64> {
+    if arg_is_null(fcinfo, argno) {
+        return None;
+    }
+    let plan = ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()?;
+    let datum = arg_datum(fcinfo, argno);
+    match plan.type_oid {
+        pg_sys::INT8OID => Some(datum.value() as i64),
+        pg_sys::INT4OID => Some(datum.value() as i32 as i64),
+        pg_sys::INT2OID => Some(datum.value() as i16 as i64),
+        _ => None,
+    }
+}
+
+sql_function_with_fast_path! {
     /// Transition of `topk_add_agg(anyelement [, k])`: k is read when the state is created
     /// (first non-NULL value of a group); a NULL k means the default 10.
-    fn topk_add_trans(fcinfo) {
+    fn topk_add_trans(fcinfo)
+    fast {
+        // An integer into the aggregate's own expanded state: no `pg_sys` call (the text
+        // form is formatted here), so no panic guard. `TopK::add` is safe Rust but not
+        // built to be panic-free, so a panic is caught here (the guarded path then
+        // reports it); an error (total at its limit, state too big) changes nothing and
+        // the guarded path raises it. Anything else goes to the guarded path.
+        match (int_arg(fcinfo, 1), expanded_state(fcinfo)) {
+            (Some(v), Some(t)) => {
+                let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    with_decimal(v, |item| t.add(item, 1).is_ok())
+                }));
+                matches!(added, Ok(true)).then(|| arg_datum(fcinfo, 0))
+            }
+            _ => None,
+        }
+    }
+    slow {
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
     }
@@ -396,7 +431,8 @@ sql_function! {
     };
     with_text_of(plan, value, |item| t.add(item, 1)).or_raise();
     new_state(fcinfo, t)
-}}
+    }
+}
 
 sql_function! {
     /// `topk_union_agg` transition and the combine function of every topk aggregate.
