@@ -281,9 +281,13 @@ $$;
 -- a TID scan: a plan cached while the table looked empty was a sequential scan testing
 -- every row against the whole array (10,000 x table size comparisons per batch; under
 -- load the worker fell minutes behind). The pick itself stays a sequential scan: there
--- is no other path for it.
+-- is no other path for it. `SET jit = off`: the statement's estimated cost (from a
+-- pending table that was large when last analyzed) can exceed jit_above_cost, and JIT
+-- compiling it took more CPU than the batch itself: an idle worker, with nothing to fold,
+-- burnt most of a core compiling this statement every compact_interval. The same
+-- settings are on counter_drop and counter_purge_requests.
 CREATE FUNCTION counter_compact_batch(name text, batch int4) RETURNS int8
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -394,7 +398,7 @@ END
 $$;
 
 CREATE FUNCTION counter_drop(name text) RETURNS void
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -417,7 +421,7 @@ $$;
 -- Forget request_ids older than distributed_counter.dedupe_retention, at most `batch`
 -- of them. The worker calls this periodically; returns the number removed.
 CREATE FUNCTION counter_purge_requests(batch int4 DEFAULT 10000) RETURNS int8
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     n int8;
 BEGIN

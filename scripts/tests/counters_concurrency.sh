@@ -65,6 +65,8 @@ DROP DATABASE IF EXISTS cc_restore;
 ALTER SYSTEM RESET distributed_counter.compact_interval;
 ALTER SYSTEM RESET distributed_counter.compact_batch;
 ALTER SYSTEM RESET distributed_counter.worker_enabled;
+ALTER SYSTEM RESET jit_above_cost;
+ALTER SYSTEM RESET jit_dump_bitcode;
 SELECT pg_reload_conf();
 SQL
   fi
@@ -203,6 +205,30 @@ SELECT dblink_disconnect('other');
 SQL
 say "ok: adds after a drop fail with 42704; a re-created counter and a new shard count are used at once"
 q "ALTER SYSTEM SET distributed_counter.worker_enabled = on" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
+
+# ---- (f) the worker never JIT-compiles -------------------------------------------------
+# With JIT forced for every statement (jit_above_cost = 0) and jit_dump_bitcode on, each
+# compiled module is written to <pid>.<n>.bc in the data directory: the worker must
+# write none while it compacts, and a client's query must (so the check can fail).
+say "(f) with JIT forced for every statement, the worker compiles nothing"
+datadir=$(q "SHOW data_directory")
+rm -f "$datadir"/*.bc
+q "ALTER SYSTEM SET jit_above_cost = 0" >/dev/null
+q "ALTER SYSTEM SET jit_dump_bitcode = on" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+wpid=$(worker_pid)
+q "SELECT counter_create('cc_jit', 4)" >/dev/null
+for _ in $(seq 1 20); do q "SELECT counter_add('cc_jit', 'k')" >/dev/null; done
+sleep 1
+wait_drained cc_jit
+check_eq "$(q "SELECT counter_value('cc_jit', 'k')")" 20 "cc_jit exact after compaction"
+client=$(q "SELECT pg_backend_pid() FROM (SELECT sum(x) FROM generate_series(1, 10) x) s")
+[ -n "$(ls "$datadir/$client".*.bc 2>/dev/null)" ] || fail "a client's forced-JIT query wrote no bitcode: the check below would prove nothing"
+check_eq "$(ls "$datadir/$wpid".*.bc 2>/dev/null | wc -l)" 0 "bitcode modules compiled by the worker (pid $wpid)"
+q "ALTER SYSTEM RESET jit_above_cost" >/dev/null
+q "ALTER SYSTEM RESET jit_dump_bitcode" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+rm -f "$datadir"/*.bc
 
 # ---- SIGHUP, ERROR inside a pass, SIGTERM ----------------------------------------------
 say "SIGHUP: worker_enabled = off pauses compaction, on resumes it"

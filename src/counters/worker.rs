@@ -76,6 +76,18 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "postgres".to_owned());
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // No JIT in this session: every statement it runs is small, but planner estimates
+    // from a once-large pending table can cross jit_above_cost, and then each pass spent
+    // far more CPU compiling than working (most of a core while idle). The override
+    // source keeps it off across configuration reloads.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"jit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
     log!("{WORKER_TYPE} started for database \"{database}\"");
 
     let mut last_purge: Option<Instant> = None;

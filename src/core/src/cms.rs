@@ -155,6 +155,15 @@ impl CmsDivisor {
     pub fn width(&self) -> u32 {
         self.width
     }
+    /// This divisor if it is for `width`, else a new one.
+    #[inline(always)]
+    fn for_width(&self, width: u32) -> CmsDivisor {
+        if self.width == width {
+            *self
+        } else {
+            CmsDivisor::new(width)
+        }
+    }
     /// `a % width` for `a < 2^32`.
     #[inline(always)]
     fn rem(&self, a: u64) -> u64 {
@@ -165,9 +174,24 @@ impl CmsDivisor {
 
 /// Calls `f(row_offset + column)` for every row, i.e. the counter index in row-major order.
 #[inline(always)]
-fn for_each_index(h: u64, width: u32, depth: u32, mut f: impl FnMut(usize)) {
+fn for_each_index(h: u64, width: u32, depth: u32, f: impl FnMut(usize)) {
+    let (col, step) = first_and_step(h, width);
+    for_each_index_from(col, step, width, depth, f);
+}
+
+/// [`for_each_index`] with `divisor`'s multiply-based remainders (no division), for the
+/// per-row paths. `divisor` must be for the sketch's width; nothing here can panic.
+#[inline(always)]
+fn for_each_index_fast(divisor: &CmsDivisor, h: u64, depth: u32, f: impl FnMut(usize)) {
+    let col = divisor.rem(h & 0xFFFF_FFFF);
+    let step = divisor.rem((h >> 32) | 1);
+    for_each_index_from(col, step, divisor.width, depth, f);
+}
+
+/// The row walk from row 0's column and the step (both `< width`).
+#[inline(always)]
+fn for_each_index_from(mut col: u64, step: u64, width: u32, depth: u32, mut f: impl FnMut(usize)) {
     let w = width as u64;
-    let (mut col, step) = first_and_step(h, width);
     let mut base = 0u64;
     for _ in 0..depth {
         f((base + col) as usize);
@@ -500,13 +524,7 @@ impl Cms {
         count: u64,
     ) -> Result<()> {
         let (width, depth) = layout(encoded)?;
-        let fresh;
-        let divisor = if divisor.width == width {
-            divisor
-        } else {
-            fresh = CmsDivisor::new(width);
-            &fresh
-        };
+        let divisor = &divisor.for_width(width);
         let total = read_u64(encoded, 26);
         let new_total = within_total_range(total.checked_add(count).ok_or_else(total_overflow)?)?;
         if count == 0 {
@@ -582,13 +600,8 @@ impl Cms {
         let Some((high, low)) = buf.split_at_mut_checked(CMS_HEADER_LEN + cells * 8) else {
             return false;
         };
-        let w = width as u64;
-        let mut col = divisor.rem(h & 0xFFFF_FFFF);
-        let step = divisor.rem((h >> 32) | 1);
-        let mut base = 0u64;
-        for _ in 0..depth {
-            // base + col < cells: in range by construction
-            let i = (base + col) as usize;
+        // every index is < cells: in range by construction
+        for_each_index_fast(divisor, h, depth, |i| {
             if let Some(byte) = low.get_mut(i) {
                 let (v, carry) = byte.overflowing_add(1);
                 *byte = v;
@@ -596,19 +609,13 @@ impl Cms {
                     let at = CMS_HEADER_LEN + i * 8;
                     if let Some(cell) = high.get_mut(at..at + 8) {
                         if let Ok(b) = (&*cell).try_into() {
-                            cell.copy_from_slice(
-                                &u64::from_le_bytes(b).wrapping_add(256).to_le_bytes(),
-                            );
+                            let v = u64::from_le_bytes(b).wrapping_add(256);
+                            cell.copy_from_slice(&v.to_le_bytes());
                         }
                     }
                 }
             }
-            col += step;
-            if col >= w {
-                col -= w;
-            }
-            base += w;
-        }
+        });
         if let Some(t) = high.get_mut(26..34) {
             t.copy_from_slice(&(total + 1).to_le_bytes());
         }
@@ -622,13 +629,7 @@ impl Cms {
             return Err(CoreError::invalid_binary("corrupt cms aggregate state"));
         };
         within_total_range(total + 1)?;
-        let fresh;
-        let divisor = if divisor.width == width {
-            divisor
-        } else {
-            fresh = CmsDivisor::new(width);
-            &fresh
-        };
+        let divisor = &divisor.for_width(width);
         if Self::add_one_staged(buf, divisor, h) {
             Ok(())
         } else {
