@@ -39,10 +39,17 @@ ALTER SEQUENCE counter_id_seq OWNED BY counter_registry.id;
 -- Compaction's updates of the statistics columns do not fire it.
 CREATE FUNCTION _counter_registry_changed() RETURNS trigger
 AS 'MODULE_PATHNAME', 'dc_counter_registry_changed' LANGUAGE C;
+-- Row triggers, because logical replication's apply worker fires only row triggers; the
+-- statement trigger covers TRUNCATE (which has no row triggers). Repeated invalidations
+-- of one table within a command are merged by PostgreSQL.
 CREATE TRIGGER counter_registry_changed
-    AFTER INSERT OR DELETE OR UPDATE OF id, name, shards OR TRUNCATE ON counter_registry
+    AFTER INSERT OR DELETE OR UPDATE OF id, name, shards ON counter_registry
+    FOR EACH ROW EXECUTE FUNCTION _counter_registry_changed();
+CREATE TRIGGER counter_registry_truncated
+    AFTER TRUNCATE ON counter_registry
     FOR EACH STATEMENT EXECUTE FUNCTION _counter_registry_changed();
 ALTER TABLE counter_registry ENABLE ALWAYS TRIGGER counter_registry_changed;
+ALTER TABLE counter_registry ENABLE ALWAYS TRIGGER counter_registry_truncated;
 
 -- Folded totals. numeric so that folding can never fail on int8 overflow (a poison
 -- key would stall compaction); reads convert to int8 and raise 22003 if out of range.

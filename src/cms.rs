@@ -249,10 +249,12 @@ sql_function! {
 /// Whether this call of `cms_add_trans` may create its state in the staged form, which
 /// only `cms_add_final` turns back into a cms: when it runs for a plain (not partial)
 /// Aggref of an aggregate whose transition function is this very function and whose
-/// final function is `cms_add_final`. Not for a partial aggregate of a parallel plan
-/// (its state goes to the combine function, no final function), a window aggregate
-/// (no Aggref), or another aggregate that wraps this transition function (for example
-/// Citus's worker_partial_agg, which outputs the state itself). Decided once per call
+/// final function is `cms_add_final`, and that does not share its state with other
+/// aggregates. Not for a partial aggregate of a parallel plan (its state goes to the
+/// combine function, no final function), a window aggregate (no Aggref), a state shared
+/// with another aggregate built on this transition function, or another aggregate that
+/// wraps this transition function (for example Citus's worker_partial_agg, which
+/// outputs the state itself). Decided once per call
 /// site and cached with its hash plan.
 unsafe fn staging_allowed(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     let plan = HashPlan::for_arg(fcinfo, 1);
@@ -268,7 +270,13 @@ unsafe fn staging_allowed(fcinfo: pg_sys::FunctionCallInfo) -> bool {
 
 unsafe fn staging_allowed_here(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     let aggref = pg_sys::AggGetAggref(fcinfo);
-    if aggref.is_null() || (*aggref).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE {
+    // A transition state shared with other aggregates (same inputs, transition and
+    // combine functions) is finished by each of their final functions, and
+    // AggGetAggref shows only the first of them: never stage one.
+    if aggref.is_null()
+        || (*aggref).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE
+        || pg_sys::AggStateIsShared(fcinfo)
+    {
         return false;
     }
     let cache = pg_sys::SysCacheIdentifier::AGGFNOID as c_int;

@@ -377,6 +377,11 @@ sql_function! {
 
 // ---- aggregates ---------------------------------------------------------------------------
 
+thread_local! {
+    /// Set when the guard-free path caught a panic; the guarded path then raises.
+    static FAST_PATH_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// An integer argument's value, when this call site's hash plan is built and its type is
 /// an integer (whose text form `with_decimal` produces without a `pg_sys` call).
 #[inline(always)]
@@ -401,20 +406,32 @@ sql_function_with_fast_path! {
     fast {
         // An integer into the aggregate's own expanded state: no `pg_sys` call (the text
         // form is formatted here), so no panic guard. `TopK::add` is safe Rust but not
-        // built to be panic-free, so a panic is caught here (the guarded path then
-        // reports it); an error (total at its limit, state too big) changes nothing and
-        // the guarded path raises it. Anything else goes to the guarded path.
+        // built to be panic-free, so a panic is caught here and the guarded path raises
+        // an ERROR without adding again; an error (total at its limit, state too big)
+        // changes nothing and the guarded path raises it. Anything else goes to the
+        // guarded path.
         match (int_arg(fcinfo, 1), expanded_state(fcinfo)) {
             (Some(v), Some(t)) => {
-                let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     with_decimal(v, |item| t.add(item, 1).is_ok())
-                }));
-                matches!(added, Ok(true)).then(|| arg_datum(fcinfo, 0))
+                })) {
+                    Ok(true) => Some(arg_datum(fcinfo, 0)),
+                    Ok(false) => None,
+                    Err(_) => {
+                        // the state may be half-updated: the guarded path must not add
+                        // again, only report
+                        FAST_PATH_PANICKED.set(true);
+                        None
+                    }
+                }
             }
             _ => None,
         }
     }
     slow {
+    if FAST_PATH_PANICKED.replace(false) {
+        pgrx::error!("topk_add_agg: internal error while adding a value; the aggregate state is not usable");
+    }
     if arg_is_null(fcinfo, 1) {
         return state_or_null(fcinfo);
     }

@@ -201,9 +201,25 @@ BEGIN
     RAISE EXCEPTION 'the add after the shard change went to shard %, want % (pid %)', shard, other_pid % 1024, other_pid;
   END IF;
 END \$\$;
+-- a REPEATABLE READ transaction reads the registry as of its snapshot: what it finds
+-- there must not outlive it in the cache
+SELECT counter_create('cc_rr', 4);
+SELECT dblink_exec('other', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT x FROM dblink('other', 'SELECT txid_current()::text') t(x text);
+SELECT counter_drop('cc_rr');
+SELECT counter_create('cc_rr', 4);
+SELECT x FROM dblink('other', \$q\$SELECT counter_add('cc_rr', 'k')::text\$q\$) t(x text);
+SELECT dblink_exec('other', 'COMMIT');
+SELECT x FROM dblink('other', \$q\$SELECT counter_add('cc_rr', 'k', 7)::text\$q\$) t(x text);
+DO \$\$ BEGIN
+  IF counter_value('cc_rr', 'k') <> 7 THEN
+    RAISE EXCEPTION 'cc_rr holds %, want 7: an add after the repeatable-read transaction used its stale counter id',
+      counter_value('cc_rr', 'k');
+  END IF;
+END \$\$;
 SELECT dblink_disconnect('other');
 SQL
-say "ok: adds after a drop fail with 42704; a re-created counter and a new shard count are used at once"
+say "ok: adds after a drop fail with 42704; a re-created counter and a new shard count are used at once; a repeatable-read snapshot does not leak into the cache"
 q "ALTER SYSTEM SET distributed_counter.worker_enabled = on" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
 
 # ---- (f) the worker never JIT-compiles -------------------------------------------------

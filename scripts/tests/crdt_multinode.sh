@@ -222,6 +222,51 @@ v_after="$(versions 1) $(versions 2) $(versions 3)"
 if grep -E 'ERROR|FATAL' "$BASE"/node*.log | grep -v 'terminating logical replication worker due to administrator command' >/dev/null; then
   log "FAIL: errors in the server logs:"; grep -E 'ERROR|FATAL' "$BASE"/node*.log | head -20; exit 1
 fi
+# ---- counter_add's per-backend counter cache follows replicated registry changes ----------
+# node2 subscribes to node1's counter_registry. One node2 session (dblink 's') caches a
+# counter; node1 changes its shard count, then drops it. The apply worker fires the
+# registry's row trigger (ENABLE ALWAYS), so that session sees each change on its next add.
+psqln 1 -c "CREATE PUBLICATION reg_pub FOR TABLE counter_registry"
+psqln 2 -c "CREATE SUBSCRIPTION reg_sub CONNECTION 'host=127.0.0.1 port=$(port 1) dbname=postgres user=postgres' PUBLICATION reg_pub"
+psqln 2 <<SQL >/dev/null
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT dblink_connect('s', 'host=127.0.0.1 port=$(port 2) dbname=postgres user=postgres');
+SELECT dblink_connect('n1', 'host=127.0.0.1 port=$(port 1) dbname=postgres user=postgres');
+CREATE FUNCTION pg_temp.wait_for(cond text) RETURNS void LANGUAGE plpgsql AS \$\$
+DECLARE ok bool;
+BEGIN
+  FOR i IN 1..150 LOOP
+    EXECUTE 'SELECT ' || cond INTO ok;
+    IF ok THEN RETURN; END IF;
+    PERFORM pg_sleep(0.2);
+  END LOOP;
+  RAISE EXCEPTION 'node2 never saw: %', cond;
+END \$\$;
+CREATE FUNCTION pg_temp.add_in_s(delta int8) RETURNS text LANGUAGE sql AS
+  \$\$ SELECT x FROM dblink('s', format('SELECT counter_add(%L, %L, %s)::text', 'lr', 'k', delta)) t(x text) \$\$;
+SELECT x FROM dblink('n1', \$q\$SELECT 'ok' FROM (SELECT counter_create('lr', 1)) s\$q\$) t(x text);
+SELECT pg_temp.wait_for(\$q\$EXISTS (SELECT FROM counter_registry WHERE name = 'lr')\$q\$);
+SELECT pg_temp.add_in_s(1);                                    -- cached: 1 shard
+SELECT dblink_exec('n1', \$q\$UPDATE counter_registry SET shards = 1024 WHERE name = 'lr'\$q\$);
+SELECT pg_temp.wait_for(\$q\$(SELECT shards FROM counter_registry WHERE name = 'lr') = 1024\$q\$);
+SELECT pg_temp.add_in_s(3);
+DO \$\$ BEGIN
+  IF (SELECT p.shard FROM counter_pending p JOIN counter_registry r ON r.id = p.counter_id
+      WHERE r.name = 'lr' AND p.delta = 3)
+     IS DISTINCT FROM (SELECT x::int FROM dblink('s', 'SELECT pg_backend_pid()::text') t(x text)) % 1024 THEN
+    RAISE EXCEPTION 'the add after the replicated shard change used the cached shard count';
+  END IF;
+END \$\$;
+SELECT x FROM dblink('n1', \$q\$SELECT 'ok' FROM (SELECT counter_drop('lr')) s\$q\$) t(x text);
+SELECT pg_temp.wait_for(\$q\$NOT EXISTS (SELECT FROM counter_registry WHERE name = 'lr')\$q\$);
+DO \$\$ BEGIN
+  PERFORM pg_temp.add_in_s(1);
+  RAISE EXCEPTION 'counter_add on node2 still wrote to counter lr after node1 dropped it';
+EXCEPTION WHEN undefined_object THEN NULL;
+END \$\$;
+SQL
+log "counter cache on node2 followed replicated registry changes (shard count, drop)"
+
 total=$(awk -F'|' '{s += $2} END {print s}' "$BASE/expected.txt")
 log "PASS: ${KEYS} keys identical on 3 nodes, every value = net count (sum ${total}); converged in ${converge} s"
 echo "CONVERGE_SECONDS=${converge}"

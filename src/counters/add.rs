@@ -13,9 +13,9 @@
 //! column).
 //!
 //! The counter's `(id, shards)` comes from a per-backend cache (see [`Cache`]), filled by
-//! probing the registry's unique name index. An entry is dropped when the registry
-//! changes: a statement trigger on `counter_registry` (`_counter_registry_changed`, on
-//! INSERT, DELETE, TRUNCATE and UPDATE of id, name or shards) sends a relcache invalidation for the
+//! probing the registry's unique name index (READ COMMITTED only: see [`find_counter`]). An entry is dropped when the registry
+//! changes: triggers on `counter_registry` (`_counter_registry_changed`: per row on
+//! INSERT, DELETE and UPDATE of id, name or shards, per statement on TRUNCATE) send a relcache invalidation for the
 //! table, which every backend receives before its next `counter_add` (each call first
 //! accepts pending invalidation messages). A counter that does not exist is never cached:
 //! those calls take the SQL path, which raises 42704.
@@ -153,9 +153,18 @@ unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
     Some(rels)
 }
 
-/// The counter's (id, shards): cached, or looked up and cached.
+/// The counter's (id, shards): cached, or looked up and cached. Under REPEATABLE READ
+/// and SERIALIZABLE the lookup reads the transaction's snapshot, which may predate a
+/// drop or re-create whose invalidation was already consumed; such transactions neither
+/// use nor fill the cache (and keep the SQL path's read of the registry row, with its
+/// predicate lock under SERIALIZABLE).
 unsafe fn find_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
     let detoasted = pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(name.cast_mut_ptr()));
+    if std::ptr::read_volatile(&raw const pg_sys::XactIsoLevel)
+        >= pg_sys::XACT_REPEATABLE_READ as std::ffi::c_int
+    {
+        return lookup_counter(rels, detoasted);
+    }
     let bytes = crate::fmgr::varlena_bytes(detoasted);
     if let Some(&found) = CACHE
         .with_borrow(|c| c.counters.get(bytes).copied())
