@@ -62,7 +62,7 @@ crate::sql_function! {
 }
 
 crate::sql_function! {
-    /// The statement trigger on counter_registry: makes every backend drop its cached
+    /// The row and TRUNCATE triggers on counter_registry: make every backend drop its cached
     /// counters (at the end of this command locally, at commit everywhere else).
     fn dc_counter_registry_changed(fcinfo) {
         unsafe {
