@@ -40,11 +40,17 @@ impl HashPlan {
     /// cached case is inlined into the per-row paths; building the plan is not.
     #[inline(always)]
     pub unsafe fn for_arg(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
-        let cached = (*(*fcinfo).flinfo).fn_extra as *const HashPlan;
-        if !cached.is_null() {
-            return &*cached;
+        match Self::cached(fcinfo) {
+            Some(plan) => plan,
+            None => Self::build(fcinfo, argno),
         }
-        Self::build(fcinfo, argno)
+    }
+
+    /// This call site's plan if it is already built (no `pg_sys` call: usable in the
+    /// guard-free fast paths).
+    #[inline(always)]
+    pub unsafe fn cached(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'static HashPlan> {
+        ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()
     }
 
     #[cold]
@@ -94,8 +100,7 @@ impl HashPlan {
         if arg_is_null(fcinfo, argno) {
             return None;
         }
-        let plan = ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()?;
-        plan.hash_pure(arg_datum(fcinfo, argno), 0)
+        Self::cached(fcinfo)?.hash_pure(arg_datum(fcinfo, argno), 0)
     }
 
     /// The hash of a (non-null) datum when it needs no `pg_sys` call (integers, uuid),

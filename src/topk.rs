@@ -85,13 +85,25 @@ unsafe fn topk_datum(t: &TopK) -> pg_sys::Datum {
 /// every other type goes through its output function.
 #[inline(always)]
 unsafe fn with_text_of<R>(plan: &HashPlan, datum: pg_sys::Datum, f: impl FnOnce(&[u8]) -> R) -> R {
+    if let Some(v) = int_value(plan, datum) {
+        return with_decimal(v, f);
+    }
     match plan.type_oid {
-        pg_sys::INT8OID => with_decimal(datum.value() as i64, f),
-        pg_sys::INT4OID => with_decimal(datum.value() as i32 as i64, f),
-        pg_sys::INT2OID => with_decimal(datum.value() as i16 as i64, f),
         // textout/varcharout return the payload bytes unchanged
         pg_sys::TEXTOID | pg_sys::VARCHAROID => f(varlena_bytes(datum)),
         _ => f(&plan.text_of(datum)),
+    }
+}
+
+/// The value of a datum of an integer type (whose text form [`with_decimal`] makes), or
+/// None for other types.
+#[inline(always)]
+fn int_value(plan: &HashPlan, datum: pg_sys::Datum) -> Option<i64> {
+    match plan.type_oid {
+        pg_sys::INT8OID => Some(datum.value() as i64),
+        pg_sys::INT4OID => Some(datum.value() as i32 as i64),
+        pg_sys::INT2OID => Some(datum.value() as i16 as i64),
+        _ => None,
     }
 }
 
@@ -389,14 +401,7 @@ unsafe fn int_arg(fcinfo: pg_sys::FunctionCallInfo, argno: usize) -> Option<i64>
     if arg_is_null(fcinfo, argno) {
         return None;
     }
-    let plan = ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()?;
-    let datum = arg_datum(fcinfo, argno);
-    match plan.type_oid {
-        pg_sys::INT8OID => Some(datum.value() as i64),
-        pg_sys::INT4OID => Some(datum.value() as i32 as i64),
-        pg_sys::INT2OID => Some(datum.value() as i16 as i64),
-        _ => None,
-    }
+    int_value(HashPlan::cached(fcinfo)?, arg_datum(fcinfo, argno))
 }
 
 sql_function_with_fast_path! {

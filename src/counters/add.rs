@@ -13,12 +13,13 @@
 //! column).
 //!
 //! The counter's `(id, shards)` comes from a per-backend cache (see [`Cache`]), filled by
-//! probing the registry's unique name index (READ COMMITTED only: see [`find_counter`]). An entry is dropped when the registry
-//! changes: triggers on `counter_registry` (`_counter_registry_changed`: per row on
-//! INSERT, DELETE and UPDATE of id, name or shards, per statement on TRUNCATE) send a relcache invalidation for the
-//! table, which every backend receives before its next `counter_add` (each call first
-//! accepts pending invalidation messages). A counter that does not exist is never cached:
-//! those calls take the SQL path, which raises 42704.
+//! probing the registry's unique name index (READ COMMITTED only: see [`find_counter`]).
+//! An entry is dropped when the registry changes: triggers on `counter_registry`
+//! (`_counter_registry_changed`: per row on INSERT, DELETE and UPDATE of id, name or
+//! shards, per statement on TRUNCATE) send a relcache invalidation for the table, which
+//! every backend receives before its next `counter_add` (each call first accepts pending
+//! invalidation messages). A counter that does not exist is never cached: those calls
+//! take the SQL path, which raises 42704.
 //!
 //! Like the executor, the insert uses the current command id, so the row is visible to
 //! the following statements of the transaction and goes away on rollback; WAL and
@@ -101,6 +102,8 @@ thread_local! {
     /// Set by the invalidation callback (which must not allocate or fail), acted on by
     /// the next call.
     static STALE: Cell<bool> = const { Cell::new(false) };
+    /// The cached relations' OIDs, copied out of `CACHE` so that the callback reads
+    /// them without borrowing it.
     static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }

@@ -9,8 +9,9 @@
 //! `compact_interval` (the latch wait is what is left of the interval after a pass).
 //! It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1: restarted
 //! after 5 s unless the server is shutting down), idles while `worker_enabled` is off
-//! or the server is in recovery, and never starts under pg_upgrade. An ERROR inside a transaction is caught, logged and rolled
-//! back; the loop goes on (a crash is restarted by the postmaster after 5 s).
+//! or the server is in recovery, never starts under pg_upgrade, and runs with JIT off.
+//! An ERROR inside a transaction is caught, logged and rolled back; the loop goes on (a
+//! crash is restarted by the postmaster after 5 s).
 
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};

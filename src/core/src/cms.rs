@@ -204,23 +204,81 @@ fn for_each_index_from(mut col: u64, step: u64, width: u32, depth: u32, mut f: i
     }
 }
 
-/// (width, depth, total, cells) of a well-formed staged state: the stored layout with
-/// [`CMS_STAGED_TAG`] as its first byte, followed by one low-order byte per counter.
-/// Built only from operations that cannot panic.
+/// (width, depth, total, cells) when `buf` starts with `version` and the cms kind byte
+/// and is exactly the header plus `bytes_per_cell` per counter long. Built only from
+/// operations that cannot panic (the aggregate's guard-free per-row paths).
 #[inline(always)]
-fn staged_layout(buf: &[u8]) -> Option<(u32, u32, u64, usize)> {
-    if buf.first() != Some(&CMS_STAGED_TAG) || buf.get(1) != Some(&CMS_KIND) {
+fn checked_layout(
+    buf: &[u8],
+    version: u8,
+    bytes_per_cell: usize,
+) -> Option<(u32, u32, u64, usize)> {
+    if buf.first() != Some(&version) || buf.get(1) != Some(&CMS_KIND) {
         return None;
     }
     let width = u32::from_le_bytes(buf.get(2..6)?.try_into().ok()?);
     let depth = u32::from_le_bytes(buf.get(6..10)?.try_into().ok()?);
     let total = u64::from_le_bytes(buf.get(26..34)?.try_into().ok()?);
     let cells = (width as usize).checked_mul(depth as usize)?;
-    let expected = cells.checked_mul(9)?.checked_add(CMS_HEADER_LEN)?;
+    let expected = cells
+        .checked_mul(bytes_per_cell)?
+        .checked_add(CMS_HEADER_LEN)?;
     if width == 0 || depth == 0 || expected != buf.len() {
         return None;
     }
     Some((width, depth, total, cells))
+}
+
+/// [`checked_layout`] of a staged state: the stored layout with [`CMS_STAGED_TAG`] as its
+/// first byte, followed by one low-order byte per counter.
+#[inline(always)]
+fn staged_layout(buf: &[u8]) -> Option<(u32, u32, u64, usize)> {
+    checked_layout(buf, CMS_STAGED_TAG, 9)
+}
+
+/// Adds `count` to the counter of `h` in each of `depth` rows of a stored-form buffer,
+/// panic-free. If one would overflow (or lies outside the buffer: corrupt bytes), the
+/// rows already updated are put back and false is returned, the buffer unchanged.
+#[inline(always)]
+fn bump_all_or_none(
+    encoded: &mut [u8],
+    divisor: &CmsDivisor,
+    h: u64,
+    depth: u32,
+    count: u64,
+) -> bool {
+    let mut bumped = 0u32;
+    let mut failed = false;
+    for_each_index_fast(divisor, h, depth, |i| {
+        if failed {
+            return;
+        }
+        let at = CMS_HEADER_LEN + i * 8;
+        let ok = encoded
+            .get_mut(at..at + 8)
+            .and_then(|cell| {
+                let v = u64::from_le_bytes((&*cell).try_into().ok()?).checked_add(count)?;
+                cell.copy_from_slice(&v.to_le_bytes());
+                Some(())
+            })
+            .is_some();
+        if ok {
+            bumped += 1;
+        } else {
+            failed = true;
+        }
+    });
+    if failed {
+        for_each_index_fast(divisor, h, bumped, |i| {
+            let at = CMS_HEADER_LEN + i * 8;
+            if let Some(cell) = encoded.get_mut(at..at + 8) {
+                if let Ok(b) = (&*cell).try_into() {
+                    cell.copy_from_slice(&u64::from_le_bytes(b).wrapping_sub(count).to_le_bytes());
+                }
+            }
+        });
+    }
+    !failed
 }
 
 /// Checks what memory safety needs (version, kind, dimensions, exact length) and
@@ -534,31 +592,8 @@ impl Cms {
         // counter is <= total, so no counter can overflow once the total did not; a
         // corrupt buffer may still overflow one, and then the rows already updated are
         // rolled back so the buffer is unchanged.
-        let w = width as u64;
-        let mut col = divisor.rem(h & 0xFFFF_FFFF);
-        let step = divisor.rem((h >> 32) | 1);
-        let mut base = 0u64;
-        for row in 0..depth {
-            let at = CMS_HEADER_LEN + (base + col) as usize * 8;
-            match read_u64(encoded, at).checked_add(count) {
-                Some(v) => write_u64(encoded, at, v),
-                None => {
-                    let mut undone = 0;
-                    for_each_index(h, width, depth, |i| {
-                        if undone < row {
-                            let at = CMS_HEADER_LEN + i * 8;
-                            write_u64(encoded, at, read_u64(encoded, at) - count);
-                            undone += 1;
-                        }
-                    });
-                    return Err(CoreError::overflow("cms counter overflow"));
-                }
-            }
-            col += step;
-            if col >= w {
-                col -= w;
-            }
-            base += w;
+        if !bump_all_or_none(encoded, divisor, h, depth, count) {
+            return Err(CoreError::overflow("cms counter overflow"));
         }
         write_u64(encoded, 26, new_total);
         Ok(())
@@ -664,74 +699,14 @@ impl Cms {
     /// (corrupt bytes); the caller then takes the checked path, which reports errors.
     #[inline]
     pub fn add_one_in_place(encoded: &mut [u8], divisor: &CmsDivisor, h: u64) -> bool {
-        fn get_u32(b: &[u8], at: usize) -> Option<u32> {
-            Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-        }
-        fn get_u64(b: &[u8], at: usize) -> Option<u64> {
-            Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-        }
-        if encoded.first() != Some(&CMS_FORMAT_VERSION) || encoded.get(1) != Some(&CMS_KIND) {
-            return false;
-        }
-        let (Some(width), Some(depth), Some(total)) = (
-            get_u32(encoded, 2),
-            get_u32(encoded, 6),
-            get_u64(encoded, 26),
-        ) else {
+        let Some((width, depth, total, _)) = checked_layout(encoded, CMS_FORMAT_VERSION, 8) else {
             return false;
         };
-        let expected = (width as u64)
-            .checked_mul(depth as u64)
-            .and_then(|cells| cells.checked_mul(8))
-            .and_then(|bytes| bytes.checked_add(CMS_HEADER_LEN as u64));
-        if width == 0
-            || depth == 0
-            || width != divisor.width
-            || expected != Some(encoded.len() as u64)
+        if width != divisor.width
             || total >= CMS_MAX_TOTAL
+            || !bump_all_or_none(encoded, divisor, h, depth, 1)
         {
             return false;
-        }
-        let w = width as u64;
-        let mut col = divisor.rem(h & 0xFFFF_FFFF);
-        let step = divisor.rem((h >> 32) | 1);
-        // base + col < width * depth, so the offsets fit (checked above)
-        let mut base = 0u64;
-        for row in 0..depth {
-            let at = CMS_HEADER_LEN + ((base + col) as usize) * 8;
-            let bumped = encoded
-                .get_mut(at..at + 8)
-                .and_then(|cell| {
-                    let v = u64::from_le_bytes((&*cell).try_into().ok()?).checked_add(1)?;
-                    cell.copy_from_slice(&v.to_le_bytes());
-                    Some(())
-                })
-                .is_some();
-            if !bumped {
-                // corrupt: undo the rows already bumped, leave the rest to the checked path
-                let mut c = divisor.rem(h & 0xFFFF_FFFF);
-                let mut b = 0u64;
-                for _ in 0..row {
-                    let at = CMS_HEADER_LEN + ((b + c) as usize) * 8;
-                    if let Some(cell) = encoded.get_mut(at..at + 8) {
-                        if let Ok(bytes) = (&*cell).try_into() {
-                            let v = u64::from_le_bytes(bytes).wrapping_sub(1);
-                            cell.copy_from_slice(&v.to_le_bytes());
-                        }
-                    }
-                    c += step;
-                    if c >= w {
-                        c -= w;
-                    }
-                    b += w;
-                }
-                return false;
-            }
-            col += step;
-            if col >= w {
-                col -= w;
-            }
-            base += w;
         }
         if let Some(t) = encoded.get_mut(26..34) {
             t.copy_from_slice(&(total + 1).to_le_bytes());
