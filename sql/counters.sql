@@ -13,8 +13,18 @@
 -- counter_add leaves behind for a dropped counter are orphans that compaction deletes
 -- without folding, and a re-created counter of the same name starts from zero.
 --
--- Lock order (deadlock freedom): pending rows (only compaction waits for them;
--- counter_drop skips locked ones) -> counter_registry row -> counter_totals row.
+-- Lock order (deadlock freedom): the compaction lock (one compactor at a time, see
+-- _counter_compaction_lock) -> pending rows (only compaction waits for them;
+-- counter_drop skips locked ones) -> counter_registry row -> counter_totals row. A
+-- statement that deletes, renames or re-numbers counters first takes SHARE on
+-- counter_pending (_counter_registry_changed), before it touches a registry row.
+--
+-- Privileges. Every function here is SECURITY INVOKER and pins
+-- `search_path = pg_catalog, pg_temp`; tables, functions and types of this extension
+-- are written @extschema@-qualified, so nothing a user creates or puts on a
+-- search_path can run inside them. The caller needs the table privileges of what the
+-- function reads and writes (README.md, "Security"): counter_add's C fast path checks
+-- the same grants and row level security, and defers to the SQL path when in doubt.
 
 CREATE SEQUENCE counter_id_seq AS int4;
 
@@ -37,8 +47,21 @@ ALTER SEQUENCE counter_id_seq OWNED BY counter_registry.id;
 -- id, name or shards, and an insert (a rolled-back insert's counter may have been cached
 -- by its own transaction; the invalidation is then replayed locally on rollback).
 -- Compaction's updates of the statistics columns do not fire it.
+--
+-- An invalidation is sent at commit, just after the change becomes visible; in between,
+-- a backend could read the new registry with an old cache entry. So a delete, truncate
+-- or update of id/name/shards also takes SHARE on counter_pending until its commit has
+-- sent the invalidation: counter_add holds ROW EXCLUSIVE on counter_pending from before
+-- it consults the cache, so it either runs wholly before the change commits or accepts
+-- the invalidation first. The statement trigger takes the lock before any registry row
+-- is touched (compaction locks pending rows, then registry rows: same order); the row
+-- trigger repeats it for logical replication's apply, which fires only row triggers.
+-- Cost: counter_drop waits for in-flight counter_add transactions, and adds wait for it.
 CREATE FUNCTION _counter_registry_changed() RETURNS trigger
 AS 'MODULE_PATHNAME', 'dc_counter_registry_changed' LANGUAGE C;
+CREATE TRIGGER counter_registry_changing
+    BEFORE DELETE OR UPDATE OF id, name, shards OR TRUNCATE ON counter_registry
+    FOR EACH STATEMENT EXECUTE FUNCTION _counter_registry_changed();
 -- Row triggers, because logical replication's apply worker fires only row triggers; the
 -- statement trigger covers TRUNCATE (which has no row triggers). Repeated invalidations
 -- of one table within a command are merged by PostgreSQL.
@@ -100,10 +123,32 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_id_seq', '');
 
 -- ---- helpers ---------------------------------------------------------------------------
 
+-- One compactor at a time: a transaction-level lock on this extension (an object lock,
+-- not an advisory lock, so it cannot collide with the application's advisory keys).
+-- Two compactions folding overlapping rows in one transaction each (counter_compact()
+-- and the worker) could otherwise deadlock on each other's pending and total rows.
+-- Requires DELETE on counter_pending (what compaction needs anyway; 42501 otherwise),
+-- so a role that cannot compact cannot hold compaction up either. wait = false: returns
+-- false instead of waiting (the worker skips a pass rather than queue behind a
+-- long transaction that called counter_compact()).
+CREATE FUNCTION _counter_compaction_lock(wait bool) RETURNS bool
+AS 'MODULE_PATHNAME', 'dc_counter_compaction_lock' LANGUAGE C VOLATILE STRICT;
+
+-- True while the schema this script was installed into still has the name the bodies
+-- below were written with (@extschema@ is substituted once, at CREATE EXTENSION). After
+-- `ALTER SCHEMA ... RENAME` those names could reach a schema someone else created; the
+-- background worker checks this before every pass, under a lock that keeps schemas
+-- from being renamed while it runs (src/counters/worker.rs).
+CREATE FUNCTION _counter_schema_intact() RETURNS bool
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.to_regnamespace('@extschema@') OPERATOR(pg_catalog.=)
+             (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+               WHERE e.extname OPERATOR(pg_catalog.=) 'distributed_counter') $$;
+
 -- Raise the right error for a name that is not a counter: 22004 NULL, 22023 malformed,
 -- 42704 unknown. Never returns.
 CREATE FUNCTION _counter_missing(name text) RETURNS void
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._counter_check_name(name);
     RAISE EXCEPTION 'counter "%" does not exist', name
@@ -113,7 +158,7 @@ END
 $$;
 
 CREATE FUNCTION _counter_check_name(name text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION 'counter name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -127,7 +172,7 @@ END
 $$;
 
 CREATE FUNCTION _counter_check_key(key text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF key IS NULL THEN
         RAISE EXCEPTION 'counter key must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -144,12 +189,13 @@ $$;
 -- seconds; both parse as intervals. Default 1 day when unset.
 CREATE FUNCTION _counter_retention() RETURNS interval
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT COALESCE(NULLIF(pg_catalog.current_setting('distributed_counter.dedupe_retention', true), ''), '86400')::interval $$;
 
 -- ---- API -------------------------------------------------------------------------------
 
 CREATE FUNCTION counter_create(name text, shards int4 DEFAULT 16) RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM @extschema@._counter_check_name(counter_create.name);
@@ -174,7 +220,7 @@ $$;
 -- the same statement (no lock: a concurrent drop leaves an orphan row that compaction
 -- deletes). Errors are diagnosed only when nothing was inserted.
 CREATE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text)
-RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+RETURNS bool LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -224,7 +270,7 @@ CREATE FUNCTION counter_add(name text, key text, delta int8 DEFAULT 1, request_i
 RETURNS bool AS 'MODULE_PATHNAME', 'dc_counter_add' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION counter_value(name text, key text) RETURNS int8
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     result numeric;
@@ -255,7 +301,7 @@ $$;
 
 CREATE FUNCTION counter_values(name text, keys text[])
 RETURNS TABLE (key text, value int8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -294,7 +340,7 @@ $$;
 -- burnt most of a core compiling this statement every compact_interval. The same
 -- settings are on counter_drop and counter_purge_requests.
 CREATE FUNCTION counter_compact_batch(name text, batch int4) RETURNS int8
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -304,6 +350,7 @@ BEGIN
         RAISE EXCEPTION 'invalid compaction batch: %', COALESCE(batch::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'batch must be at least 1.';
     END IF;
+    PERFORM @extschema@._counter_compaction_lock(true);
     IF counter_compact_batch.name IS NOT NULL THEN
         SELECT r.id INTO cid FROM @extschema@.counter_registry r
         WHERE r.name = counter_compact_batch.name;
@@ -348,7 +395,7 @@ END
 $$;
 
 CREATE FUNCTION counter_compact(name text DEFAULT NULL) RETURNS int8
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     batch int4 := COALESCE(NULLIF(pg_catalog.current_setting('distributed_counter.compact_batch', true), '')::int4, 10000);
     total int8 := 0;
@@ -371,7 +418,7 @@ $$;
 -- serialize). The pending rows stay and are folded as usual. Under REPEATABLE READ or
 -- SERIALIZABLE a concurrent compaction of the key makes this fail with 40001: retry.
 CREATE FUNCTION counter_set(name text, key text, value int8) RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -405,7 +452,7 @@ END
 $$;
 
 CREATE FUNCTION counter_drop(name text) RETURNS void
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
@@ -428,7 +475,7 @@ $$;
 -- Forget request_ids older than distributed_counter.dedupe_retention, at most `batch`
 -- of them. The worker calls this periodically; returns the number removed.
 CREATE FUNCTION counter_purge_requests(batch int4 DEFAULT 10000) RETURNS int8
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n int8;
 BEGIN
@@ -445,7 +492,9 @@ BEGIN
 END
 $$;
 
-CREATE VIEW counter_stats AS
+-- security_invoker: the view reads the tables with its caller's privileges and row
+-- level security, so it shows no counter its caller could not see directly.
+CREATE VIEW counter_stats WITH (security_invoker = true) AS
 SELECT r.name,
        r.shards,
        (SELECT pg_catalog.count(*) FROM (

@@ -71,11 +71,11 @@ CREATE OPERATOR || (LEFTARG = pncounter, RIGHTARG = pncounter, PROCEDURE = pncou
 -- Per-node view of a counter (reads the canonical JSON text).
 CREATE FUNCTION gcounter_entries(gcounter, OUT node text, OUT count int8) RETURNS SETOF record
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT e.key, e.value::pg_catalog.int8
+    SET search_path = pg_catalog, pg_temp AS $$ SELECT e.key, e.value::pg_catalog.int8
           FROM pg_catalog.json_each_text($1::pg_catalog.text::pg_catalog.json) e ORDER BY 1 $$;
 CREATE FUNCTION pncounter_entries(pncounter, OUT node text, OUT increments int8, OUT decrements int8)
     RETURNS SETOF record LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT coalesce(p.key, n.key), coalesce(p.value::pg_catalog.int8, 0), coalesce(n.value::pg_catalog.int8, 0)
+    SET search_path = pg_catalog, pg_temp AS $$ SELECT coalesce(p.key, n.key), coalesce(p.value::pg_catalog.int8, 0), coalesce(n.value::pg_catalog.int8, 0)
           FROM pg_catalog.json_each_text(($1::pg_catalog.text::pg_catalog.json) -> 'p') p
           FULL JOIN pg_catalog.json_each_text(($1::pg_catalog.text::pg_catalog.json) -> 'n') n ON p.key = n.key
           ORDER BY 1 $$;
@@ -149,7 +149,7 @@ COMMENT ON FUNCTION crdt_merge_trigger() IS
 -- fires this trigger again; a transaction-local marker (relation + trigger depth) lets
 -- that inner call through.
 CREATE FUNCTION crdt_insert_merge_trigger() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     marker text := TG_RELID::text || '@' || pg_catalog.pg_trigger_depth();
     pkey name;

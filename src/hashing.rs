@@ -7,6 +7,7 @@ use crate::pure_sql_function;
 use crate::sql_function;
 use distributed_counter_core::hash::{hash_bytes, hash_i64};
 use pgrx::pg_sys;
+use std::cell::UnsafeCell;
 
 /// How to turn a datum of one type into hash input. Built once per call site and
 /// cached in `flinfo->fn_extra`.
@@ -14,10 +15,12 @@ use pgrx::pg_sys;
 pub struct HashPlan {
     pub type_oid: pg_sys::Oid,
     strategy: Strategy,
-    /// Binary send function, for `Strategy::SendForm`.
-    send: pg_sys::FmgrInfo,
-    /// Text output function (topk keeps a value's text form).
-    output: pg_sys::FmgrInfo,
+    /// Binary send function, for `Strategy::SendForm`. In an `UnsafeCell`: calling
+    /// through an FmgrInfo writes to it (fn_extra, fn_mcxt caches), while the plan is
+    /// shared by reference.
+    send: UnsafeCell<pg_sys::FmgrInfo>,
+    /// Text output function (topk keeps a value's text form). See `send`.
+    output: UnsafeCell<pg_sys::FmgrInfo>,
     /// A per-call-site decision an aggregate caches with the plan (0 = not made yet);
     /// cms_add_agg keeps whether its state may be staged (src/cms.rs).
     pub site_flag: std::cell::Cell<u8>,
@@ -82,12 +85,12 @@ impl HashPlan {
             let mut send_oid = pg_sys::InvalidOid;
             let mut is_varlena = false;
             pg_sys::getTypeBinaryOutputInfo(type_oid, &mut send_oid, &mut is_varlena);
-            pg_sys::fmgr_info_cxt(send_oid, &mut (*plan).send, (*flinfo).fn_mcxt);
+            pg_sys::fmgr_info_cxt(send_oid, (*plan).send.get(), (*flinfo).fn_mcxt);
         }
         let mut out_oid = pg_sys::InvalidOid;
         let mut is_varlena = false;
         pg_sys::getTypeOutputInfo(type_oid, &mut out_oid, &mut is_varlena);
-        pg_sys::fmgr_info_cxt(out_oid, &mut (*plan).output, (*flinfo).fn_mcxt);
+        pg_sys::fmgr_info_cxt(out_oid, (*plan).output.get(), (*flinfo).fn_mcxt);
         (*flinfo).fn_extra = plan as *mut std::ffi::c_void;
         &*plan
     }
@@ -125,8 +128,7 @@ impl HashPlan {
         match self.strategy {
             Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
             _ => {
-                let send = &self.send as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
-                let bytea = pg_sys::SendFunctionCall(send, datum);
+                let bytea = pg_sys::SendFunctionCall(self.send.get(), datum);
                 hash_bytes(varlena_bytes(pg_sys::Datum::from(bytea)), seed)
             }
         }
@@ -134,8 +136,7 @@ impl HashPlan {
 
     /// The value's text form (what `topk_list` shows).
     pub unsafe fn text_of(&self, datum: pg_sys::Datum) -> Vec<u8> {
-        let output = &self.output as *const pg_sys::FmgrInfo as *mut pg_sys::FmgrInfo;
-        let cstr = pg_sys::OutputFunctionCall(output, datum);
+        let cstr = pg_sys::OutputFunctionCall(self.output.get(), datum);
         let bytes = std::ffi::CStr::from_ptr(cstr).to_bytes().to_vec();
         pg_sys::pfree(cstr as *mut std::ffi::c_void);
         bytes

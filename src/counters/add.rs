@@ -6,20 +6,24 @@
 //! per call (under 32 pgbench clients on one key the PL/pgSQL version took 24 % of server
 //! CPU, this path about 12 %). Everything else goes through the PL/pgSQL function
 //! `_counter_add_sql`, which has the same contract and raises the errors: a request_id, a
-//! NULL or too-long argument, an unknown counter, a caller without the privileges, a
-//! read-only transaction, a loaded permission-check hook (`ExecutorCheckPerms_hook`, e.g.
-//! sepgsql), or a table that no longer has exactly the layout sql/counters.sql creates (a
-//! user's trigger, RLS policy, CHECK constraint, expression or partial index, extra
-//! column).
+//! NULL or too-long argument, an unknown counter, a caller without the privileges, row
+//! level security that applies to the caller on either table, a read-only transaction,
+//! a loaded permission-check hook (`ExecutorCheckPerms_hook`, e.g. sepgsql), or a table
+//! that no longer has exactly the layout sql/counters.sql creates (a user's trigger,
+//! rule, CHECK constraint, identity or generated column, expression or partial index,
+//! extra column, other access method, partitioning).
 //!
 //! The counter's `(id, shards)` comes from a per-backend cache (see [`Cache`]), filled by
 //! probing the registry's unique name index (READ COMMITTED only: see [`find_counter`]).
-//! An entry is dropped when the registry changes: triggers on `counter_registry`
-//! (`_counter_registry_changed`: per row on INSERT, DELETE and UPDATE of id, name or
-//! shards, per statement on TRUNCATE) send a relcache invalidation for the table, which
-//! every backend receives before its next `counter_add` (each call first accepts pending
-//! invalidation messages). A counter that does not exist is never cached: those calls
-//! take the SQL path, which raises 42704.
+//! The cache is consulted only after the caller's grants and row level security have
+//! been checked for this call, so it never answers a role that could not have read the
+//! row itself (after `SET ROLE`, inside a SECURITY DEFINER function, ...). An entry is
+//! dropped when the registry changes: triggers on `counter_registry` send a relcache
+//! invalidation for the table, which every backend receives before its next
+//! `counter_add` (each call takes ROW EXCLUSIVE on counter_pending and then accepts
+//! pending invalidation messages; a change holds SHARE on counter_pending until its
+//! invalidation is sent: src/counters/locks.rs). A counter that does not exist is never
+//! cached: those calls take the SQL path, which raises 42704.
 //!
 //! Like the executor, the insert uses the current command id, so the row is visible to
 //! the following statements of the transaction and goes away on rollback; WAL and
@@ -58,22 +62,6 @@ crate::sql_function! {
                 None => pg_sys::get_func_namespace(fn_oid),
             };
             sql_path(fcinfo, namespace)
-        }
-    }
-}
-
-crate::sql_function! {
-    /// The row and TRUNCATE triggers on counter_registry: make every backend drop its cached
-    /// counters (at the end of this command locally, at commit everywhere else).
-    fn dc_counter_registry_changed(fcinfo) {
-        unsafe {
-            let context = (*fcinfo).context;
-            if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
-                error!("_counter_registry_changed: not called as a trigger");
-            }
-            let trigger = context.cast::<pg_sys::TriggerData>();
-            pg_sys::CacheInvalidateRelcacheByRelid((*(*trigger).tg_relation).rd_id);
-            pg_sys::Datum::from(0usize)
         }
     }
 }
@@ -263,7 +251,49 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)>
     found
 }
 
+/// Whether row level security applies to the current user on `rel` now (policies, or
+/// the table's RLS with `row_security = off`, which the SQL path turns into an ERROR).
+unsafe fn row_security_applies(rel: pg_sys::Oid) -> bool {
+    pg_sys::check_enable_rls(rel, pg_sys::InvalidOid, true)
+        == pg_sys::CheckEnableRlsResult::RLS_ENABLED as std::ffi::c_int
+}
+
+/// Whether `counter_pending` is still the plain heap table sql/counters.sql creates, so
+/// that one heap + index insert is exactly what the SQL path's INSERT would do: no
+/// trigger (foreign keys included), rule, CHECK constraint, identity or generated
+/// column, partitioning or other table access method; exactly its five columns.
+unsafe fn pending_is_plain(pending: pg_sys::Relation) -> bool {
+    let class = (*pending).rd_rel;
+    let desc = (*pending).rd_att;
+    let columns = [
+        pg_sys::INT4OID,        // counter_id
+        pg_sys::INT2OID,        // shard
+        pg_sys::TEXTOID,        // key
+        pg_sys::INT8OID,        // delta
+        pg_sys::TIMESTAMPTZOID, // added_at
+    ];
+    (*class).relkind as u8 == pg_sys::RELKIND_RELATION
+        && !(*class).relispartition
+        && (*class).relam == pg_sys::HEAP_TABLE_AM_OID
+        && (*pending).trigdesc.is_null()
+        && (*pending).rd_rules.is_null()
+        && !(*class).relrowsecurity
+        && ((*desc).constr.is_null() || (*(*desc).constr).num_check == 0)
+        && has_columns(pending, &columns, true)
+        && (*desc)
+            .attrs
+            .as_slice((*desc).natts as usize)
+            .iter()
+            .all(|a| a.attidentity == 0 && a.attgenerated == 0)
+}
+
 /// Insert the delta row; false (nothing written) when the SQL path must handle the call.
+///
+/// Every check the SQL path's executor would make for the current user is made here on
+/// every call, before the cache is consulted: the grants on both tables, row level
+/// security on both (where it applies, the SQL path runs instead, so the policies
+/// decide), read-only transactions and permission-check hooks. The cache therefore only
+/// ever answers a role that could have read the same registry row itself.
 unsafe fn fast_insert(
     rels: &Rels,
     name: pg_sys::Datum,
@@ -280,8 +310,19 @@ unsafe fn fast_insert(
     // The privileges the SQL path's INSERT ... SELECT needs, checked on every call.
     if !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
         || !may(rels.registry, pg_sys::ACL_SELECT as pg_sys::AclMode)
+        || row_security_applies(rels.registry)
+        || row_security_applies(rels.pending)
     {
         return false;
+    }
+    // ROW EXCLUSIVE on counter_pending before the cache is read, then the invalidations
+    // that arrived meanwhile: a registry change that could make an entry stale holds
+    // SHARE on counter_pending until it has sent its invalidation (src/counters/locks.rs),
+    // so no entry read after this point predates a change this transaction can see.
+    pg_sys::LockRelationOid(rels.pending, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+    pg_sys::AcceptInvalidationMessages();
+    if STALE.get() {
+        return false; // the next call starts from an empty cache
     }
     let Some((counter_id, shards)) = find_counter(rels, name) else {
         return false;
@@ -289,25 +330,9 @@ unsafe fn fast_insert(
     if shards < 1 {
         return false;
     }
-    let pending = pg_sys::table_open(rels.pending, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-    let plain = (*(*pending).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION
-        && (*pending).trigdesc.is_null()
-        && !(*(*pending).rd_rel).relrowsecurity
-        && ((*(*pending).rd_att).constr.is_null() || (*(*(*pending).rd_att).constr).num_check == 0)
-        // counter_id, shard, key, delta, added_at
-        && has_columns(
-            pending,
-            &[
-                pg_sys::INT4OID,
-                pg_sys::INT2OID,
-                pg_sys::TEXTOID,
-                pg_sys::INT8OID,
-                pg_sys::TIMESTAMPTZOID,
-            ],
-            true,
-        );
+    let pending = pg_sys::table_open(rels.pending, pg_sys::NoLock as pg_sys::LOCKMODE);
     let mut inserted = false;
-    if plain {
+    if pending_is_plain(pending) {
         let indexes = pg_sys::CatalogOpenIndexes(pending);
         let n = (*indexes).ri_NumIndices as usize;
         let simple_indexes = (0..n).all(|i| {

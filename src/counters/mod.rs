@@ -8,4 +8,5 @@
 //! the worker (see `worker`).
 
 pub mod add;
+pub mod locks;
 pub mod worker;

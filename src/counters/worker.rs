@@ -1,17 +1,33 @@
 //! The compaction background worker (registered only when preloaded).
 //!
-//! One process per cluster, connected to `distributed_counter.database`. Each pass, in
-//! its own transactions: find the extension's schema (skip if not installed), then run
-//! `<schema>.counter_compact_batch(NULL, compact_batch)` — the same SQL that
-//! `counter_compact()` runs — once per transaction, looping at once while batches come
-//! back full; every so often purge expired request ids; after every 50,000 folded rows
-//! vacuum `counter_pending` (see `VACUUM_EVERY_ROWS`). Passes start every
-//! `compact_interval` (the latch wait is what is left of the interval after a pass).
-//! It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1: restarted
-//! after 5 s unless the server is shutting down), idles while `worker_enabled` is off
-//! or the server is in recovery, never starts under pg_upgrade, and runs with JIT off.
-//! An ERROR inside a transaction is caught, logged and rolled back; the loop goes on (a
-//! crash is restarted by the postmaster after 5 s).
+//! One process per cluster, connected to `distributed_counter.database` as the bootstrap
+//! superuser. Each pass, in its own transactions: find the extension's objects by OID
+//! (skip if not installed), then call `counter_compact_batch(NULL, compact_batch)` — the
+//! same function `counter_compact()` runs — once per transaction, looping at once while
+//! batches come back full; every so often purge expired request ids; after every
+//! 50,000 folded rows vacuum `counter_pending` (see `VACUUM_EVERY_ROWS`). Passes start
+//! every `compact_interval` (the latch wait is what is left of the interval after a
+//! pass). It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1:
+//! restarted after 5 s unless the server is shutting down), idles while
+//! `worker_enabled` is off or the server is in recovery, never starts under pg_upgrade,
+//! and runs with JIT off. An ERROR inside a transaction is caught, logged and rolled
+//! back; the loop goes on (a crash is restarted by the postmaster after 5 s).
+//!
+//! Privileges. The worker is a superuser session that nobody logs into, so nothing a
+//! database owner or any other role can change may steer it:
+//! - settings a role or database can carry (`ALTER DATABASE/ROLE ... SET`: search_path,
+//!   timeouts, read-only defaults, isolation, PL/pgSQL's extra checks) are overridden
+//!   right after connecting, with the override source, which outranks all of them and
+//!   survives configuration reloads ([`PINNED_SETTINGS`]);
+//! - it builds no SQL text from catalog names: the functions it calls and the table it
+//!   vacuums are found by OID through the extension's own dependency records and called
+//!   through fmgr, and the functions themselves pin their search_path;
+//! - the function bodies name the extension's schema as it was called at CREATE
+//!   EXTENSION; each pass first takes SHARE on pg_namespace (so no schema can be
+//!   renamed, created or dropped while it runs) and then checks that this name still
+//!   is the extension's schema (`_counter_schema_intact`). After `ALTER SCHEMA ...
+//!   RENAME` the check fails and the worker only logs a WARNING: the names in the
+//!   bodies could now lead to objects someone else created.
 
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -50,6 +66,44 @@ pub fn register() {
         .load();
 }
 
+/// Settings the worker runs with whatever the database, its roles or the configuration
+/// file say. `jit`: every statement it runs is small, but planner estimates from a
+/// once-large pending table can cross jit_above_cost, and then each pass spent far more
+/// CPU compiling than working (most of a core while idle). The rest close the ways an
+/// `ALTER DATABASE ... SET` by a database owner could make the worker run the owner's
+/// objects (search_path), stall it (timeouts, read-only, serializable failures) or make
+/// its PL/pgSQL fail (extra_errors).
+const PINNED_SETTINGS: &[(&CStr, &CStr)] = &[
+    (c"search_path", c"pg_catalog, pg_temp"),
+    (c"jit", c"off"),
+    (c"statement_timeout", c"0"),
+    (c"lock_timeout", c"0"),
+    (c"idle_in_transaction_session_timeout", c"0"),
+    (c"default_transaction_read_only", c"off"),
+    (c"default_transaction_isolation", c"read committed"),
+    (c"default_transaction_deferrable", c"off"),
+    (c"session_replication_role", c"origin"),
+    (c"row_security", c"on"),
+    (c"check_function_bodies", c"on"),
+    (c"plpgsql.extra_errors", c"none"),
+    (c"plpgsql.extra_warnings", c"none"),
+    (c"plpgsql.variable_conflict", c"error"),
+    (c"plpgsql.check_asserts", c"on"),
+];
+
+fn pin_settings() {
+    for (name, value) in PINNED_SETTINGS {
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
+    }
+}
+
 fn shutdown_requested() -> bool {
     unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
 }
@@ -77,18 +131,7 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "postgres".to_owned());
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    // No JIT in this session: every statement it runs is small, but planner estimates
-    // from a once-large pending table can cross jit_above_cost, and then each pass spent
-    // far more CPU compiling than working (most of a core while idle). The override
-    // source keeps it off across configuration reloads.
-    unsafe {
-        pg_sys::SetConfigOption(
-            c"jit".as_ptr(),
-            c"off".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_OVERRIDE,
-        );
-    }
+    pin_settings();
     log!("{WORKER_TYPE} started for database \"{database}\"");
 
     let mut last_purge: Option<Instant> = None;
@@ -127,21 +170,25 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
 }
 
 /// Fold batches, one per transaction, until one comes back less than full (or an error,
-/// or shutdown). Returns the number of rows folded.
+/// or shutdown, or another compactor holds the compaction lock). Returns the number of
+/// rows folded.
 fn compact_until_drained() -> i64 {
     let mut total = 0i64;
     loop {
         let batch = guc::COMPACT_BATCH.get().max(1);
         let moved = in_transaction(c"distributed_counter: compacting", "compaction", || {
-            let Some(schema) = extension_schema() else {
+            let Some(ext) = Extension::find_intact() else {
                 return 0;
             };
-            Spi::get_one_with_args::<i64>(
-                &format!("SELECT {schema}.counter_compact_batch(NULL, $1)"),
-                &[batch.into()],
-            )
-            .unwrap_or_else(|e| error!("counter_compact_batch: {e}"))
-            .unwrap_or(0)
+            // Another compaction (a counter_compact() call) is running: skip this pass
+            // rather than wait behind that caller's transaction.
+            if !unsafe { super::locks::acquire_compaction_lock(false) } {
+                return 0;
+            }
+            let moved = unsafe {
+                call_function(ext.compact_batch, &[None, Some(pg_sys::Datum::from(batch))])
+            };
+            moved.map_or(0, |d| d.value() as i64)
         });
         let Some(n) = moved else {
             return total;
@@ -165,11 +212,7 @@ fn compact_until_drained() -> i64 {
 #[cfg(feature = "pg15")]
 fn vacuum_pending() {
     let relid = in_transaction(c"distributed_counter: vacuuming", "vacuum", || {
-        let schema = extension_schema()?;
-        Spi::get_one::<pg_sys::Oid>(&format!(
-            "SELECT pg_catalog.to_regclass('{schema}.counter_pending')::pg_catalog.oid"
-        ))
-        .unwrap_or_else(|e| error!("looking up counter_pending: {e}"))
+        Extension::find_intact().map(|ext| ext.pending)
     });
     let Some(relid) = relid.flatten() else {
         return;
@@ -236,31 +279,136 @@ fn purge_requests() {
         c"distributed_counter: purging request ids",
         "request id purge",
         || {
-            if let Some(schema) = extension_schema() {
+            if let Some(ext) = Extension::find_intact() {
                 let batch = guc::COMPACT_BATCH.get().max(1);
-                Spi::get_one_with_args::<i64>(
-                    &format!("SELECT {schema}.counter_purge_requests($1)"),
-                    &[batch.into()],
-                )
-                .unwrap_or_else(|e| error!("counter_purge_requests: {e}"));
+                unsafe { call_function(ext.purge_requests, &[Some(pg_sys::Datum::from(batch))]) };
             }
         },
     );
 }
 
-/// The quoted schema of the extension in this database, or None when it is not
-/// installed (or its counters are not, e.g. mid-upgrade). Looked up every transaction:
-/// the extension may be created, dropped or moved at any time.
-fn extension_schema() -> Option<String> {
-    Spi::get_one::<String>(
-        "SELECT pg_catalog.quote_ident(n.nspname)
-           FROM pg_catalog.pg_extension e
-           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-          WHERE e.extname = 'distributed_counter'
-            AND pg_catalog.to_regprocedure(pg_catalog.quote_ident(n.nspname)
-                || '.counter_compact_batch(text,integer)') IS NOT NULL",
-    )
-    .unwrap_or_else(|e| error!("looking up the extension schema: {e}"))
+/// The extension's objects the worker uses, by OID.
+struct Extension {
+    compact_batch: pg_sys::Oid,
+    purge_requests: pg_sys::Oid,
+    pending: pg_sys::Oid,
+}
+
+thread_local! {
+    /// Whether the last pass found the extension's schema renamed (to log the WARNING
+    /// once per change, not once per pass).
+    static SCHEMA_WAS_RENAMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Extension {
+    /// The extension's objects in this database, found through its own dependency
+    /// records (`pg_depend` rows of kind 'e'), so no name of a schema is read or
+    /// written; None when it is not installed (or not completely, e.g. mid-upgrade), or
+    /// when its schema no longer has the name its function bodies use (see the module
+    /// documentation). Called at the start of every transaction: the extension may be
+    /// created, dropped or moved at any time. Holds SHARE on pg_namespace for the rest
+    /// of the transaction, so the answer stays true until it ends.
+    fn find_intact() -> Option<Extension> {
+        let namespaces_locked = unsafe {
+            pg_sys::ConditionalLockRelationOid(
+                pg_sys::NamespaceRelationId,
+                pg_sys::ShareLock as pg_sys::LOCKMODE,
+            )
+        };
+        if !namespaces_locked {
+            return None; // schema DDL in progress: try again next pass
+        }
+        let row = Spi::get_three::<pg_sys::Oid, pg_sys::Oid, pg_sys::Oid>(EXTENSION_OBJECTS)
+            .unwrap_or_else(|e| error!("looking up the extension: {e}"));
+        let (Some(compact_batch), Some(purge_requests), Some(pending)) = row else {
+            return None;
+        };
+        let intact_fn = Spi::get_one::<pg_sys::Oid>(SCHEMA_CHECK_FUNCTION)
+            .unwrap_or_else(|e| error!("looking up the extension: {e}"))?;
+        let intact = unsafe { call_function(intact_fn, &[]) }.is_some_and(|d| d.value() != 0);
+        let was_renamed = SCHEMA_WAS_RENAMED.replace(!intact);
+        if !intact && !was_renamed {
+            warning!(
+                "{WORKER_TYPE}: the schema of extension distributed_counter was renamed; \
+                 compaction is paused until it has its old name again \
+                 (ALTER SCHEMA ... RENAME TO) or the extension is reinstalled"
+            );
+        }
+        intact.then_some(Extension {
+            compact_batch,
+            purge_requests,
+            pending,
+        })
+    }
+}
+
+/// The OIDs of counter_compact_batch(text, int4), counter_purge_requests(int4) and the
+/// table counter_pending that belong to the extension. Only pg_catalog objects are
+/// named (and the search_path is pinned to pg_catalog).
+const EXTENSION_OBJECTS: &str = "
+    SELECT (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
+              ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+               AND d.refobjid = e.oid AND d.deptype = 'e'
+               AND p.proname = 'counter_compact_batch'
+               AND p.proargtypes = '25 23'::pg_catalog.oidvector),
+           (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
+              ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+               AND d.refobjid = e.oid AND d.deptype = 'e'
+               AND p.proname = 'counter_purge_requests'
+               AND p.proargtypes = '23'::pg_catalog.oidvector),
+           (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_depend d
+              ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+               AND d.refobjid = e.oid AND d.deptype = 'e'
+               AND c.relname = 'counter_pending' AND c.relkind = 'r')
+      FROM pg_catalog.pg_extension e
+     WHERE e.extname = 'distributed_counter'";
+
+/// The OID of the extension's `_counter_schema_intact()`.
+const SCHEMA_CHECK_FUNCTION: &str = "
+    SELECT p.oid FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_depend d
+        ON d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+       AND d.refobjid = e.oid AND d.deptype = 'e'
+       AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+      JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+     WHERE e.extname = 'distributed_counter'
+       AND p.proname = '_counter_schema_intact' AND p.pronargs = 0";
+
+/// Call the function `fn_oid` through fmgr (which applies its `SET` clauses), with
+/// `None` for a NULL argument. Returns the result, None when it is NULL.
+unsafe fn call_function(
+    fn_oid: pg_sys::Oid,
+    args: &[Option<pg_sys::Datum>],
+) -> Option<pg_sys::Datum> {
+    let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
+    pg_sys::fmgr_info(fn_oid, &mut flinfo);
+    if flinfo.fn_nargs as usize != args.len() {
+        error!(
+            "{WORKER_TYPE}: function {fn_oid:?} takes {} arguments",
+            flinfo.fn_nargs
+        );
+    }
+    let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
+        + args.len() * std::mem::size_of::<pg_sys::NullableDatum>();
+    let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+    (*fcinfo).flinfo = &mut flinfo;
+    (*fcinfo).nargs = args.len() as i16;
+    (*fcinfo).fncollation = pg_sys::InvalidOid;
+    let slots = (*fcinfo).args.as_mut_slice(args.len());
+    for (slot, arg) in slots.iter_mut().zip(args) {
+        slot.isnull = arg.is_none();
+        slot.value = arg.unwrap_or(pg_sys::Datum::from(0usize));
+    }
+    let Some(entry) = flinfo.fn_addr else {
+        error!("{WORKER_TYPE}: function {fn_oid:?} has no entry point");
+    };
+    let result = entry(fcinfo);
+    let is_null = (*fcinfo).isnull;
+    pg_sys::pfree(fcinfo.cast());
+    (!is_null).then_some(result)
 }
 
 /// Run `body` in its own transaction. An ERROR (or panic) inside is caught: the
