@@ -307,8 +307,15 @@ unsafe fn fast_insert(
     {
         return false;
     }
-    // The privileges the SQL path's INSERT ... SELECT needs, checked on every call.
-    if !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
+    // The privileges the SQL path's INSERT ... SELECT needs, checked on every call
+    // (USAGE on the schema too: the call may have been resolved before it was revoked).
+    let schema_usable = pg_sys::pg_namespace_aclcheck(
+        rels.namespace,
+        pg_sys::GetUserId(),
+        pg_sys::ACL_USAGE as pg_sys::AclMode,
+    ) == pg_sys::AclResult::ACLCHECK_OK;
+    if !schema_usable
+        || !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
         || !may(rels.registry, pg_sys::ACL_SELECT as pg_sys::AclMode)
         || row_security_applies(rels.registry)
         || row_security_applies(rels.pending)

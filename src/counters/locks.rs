@@ -31,13 +31,23 @@ crate::sql_function! {
             }
             let trigger = context.cast::<pg_sys::TriggerData>();
             let registry = (*trigger).tg_relation;
+            // Only on this extension's own registry: elsewhere (anyone with CREATE in
+            // the extension's schema could attach it to a table) its SHARE lock on
+            // counter_pending would let that table's writers stall every counter_add.
+            let namespace = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
+            let own_registry =
+                pg_sys::get_relname_relid(c"counter_registry".as_ptr(), namespace);
+            if (*registry).rd_id != own_registry {
+                ereport!(
+                    PgLogLevel::ERROR,
+                    PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                    "_counter_registry_changed() fires only on the extension's counter_registry"
+                );
+            }
             let event = (*trigger).tg_event;
             let is_insert = event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_INSERT;
             if !is_insert {
-                let pending = pg_sys::get_relname_relid(
-                    c"counter_pending".as_ptr(),
-                    (*(*registry).rd_rel).relnamespace,
-                );
+                let pending = pg_sys::get_relname_relid(c"counter_pending".as_ptr(), namespace);
                 if pending != pg_sys::InvalidOid {
                     pg_sys::LockRelationOid(pending, pg_sys::ShareLock as pg_sys::LOCKMODE);
                 }

@@ -34,7 +34,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::time::{Duration, Instant};
 
 /// `pg_stat_activity.backend_type` (and process title) of the worker.
@@ -75,6 +75,7 @@ pub fn register() {
 /// its PL/pgSQL fail (extra_errors).
 const PINNED_SETTINGS: &[(&CStr, &CStr)] = &[
     (c"search_path", c"pg_catalog, pg_temp"),
+    (c"role", c"none"),
     (c"jit", c"off"),
     (c"statement_timeout", c"0"),
     (c"lock_timeout", c"0"),
@@ -91,7 +92,75 @@ const PINNED_SETTINGS: &[(&CStr, &CStr)] = &[
     (c"plpgsql.check_asserts", c"on"),
 ];
 
+/// Undo every setting that came from `ALTER DATABASE/ROLE ... SET` (back to its built-in
+/// default), then apply [`PINNED_SETTINGS`] (which also covers the configuration file
+/// and settings PostgreSQL hides from pg_settings, such as `role`). A database owner can
+/// otherwise slow or stall the worker with planner, cost or vacuum settings, or make it
+/// act as another role (`SET role` at database level applies to superuser sessions).
 fn pin_settings() {
+    // First the pins: the query below must not run under the database's search_path.
+    apply_pinned_settings();
+    let from_roles_or_database: Vec<(String, String)> = unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let rows = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT name, boot_val FROM pg_catalog.pg_settings
+                      WHERE source IN ('database', 'user', 'database user', 'global')
+                        AND boot_val IS NOT NULL",
+                    None,
+                    &[],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| error!("reading pg_settings: {e}"));
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+        rows
+    };
+    for (name, boot_value) in &from_roles_or_database {
+        let (Ok(name), Ok(value)) = (
+            CString::new(name.as_str()),
+            CString::new(boot_value.as_str()),
+        ) else {
+            continue;
+        };
+        // A value that does not apply (there should be none) is a WARNING, not an exit.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+                pg_sys::GucAction::GUC_ACTION_SET,
+                true,
+                pg_sys::WARNING as std::ffi::c_int,
+                false,
+            );
+        }
+    }
+    if !from_roles_or_database.is_empty() {
+        let names: Vec<&str> = from_roles_or_database
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        log!(
+            "{WORKER_TYPE}: ignoring database and role settings of {}",
+            names.join(", ")
+        );
+    }
+    apply_pinned_settings();
+}
+
+fn apply_pinned_settings() {
     for (name, value) in PINNED_SETTINGS {
         unsafe {
             pg_sys::SetConfigOption(
@@ -298,6 +367,10 @@ thread_local! {
     /// Whether the last pass found the extension's schema renamed (to log the WARNING
     /// once per change, not once per pass).
     static SCHEMA_WAS_RENAMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Since when passes have found pg_namespace locked by schema DDL, and when that
+    /// was last logged.
+    static NAMESPACE_BUSY_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    static LAST_BUSY_WARNING: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
 impl Extension {
@@ -316,8 +389,26 @@ impl Extension {
             )
         };
         if !namespaces_locked {
-            return None; // schema DDL in progress: try again next pass
+            // Schema DDL in progress: try again next pass. A transaction that keeps
+            // such a change open stops compaction meanwhile; say so once a minute.
+            let now = Instant::now();
+            let since = NAMESPACE_BUSY_SINCE.get().unwrap_or(now);
+            NAMESPACE_BUSY_SINCE.set(Some(since));
+            if since.elapsed() >= Duration::from_secs(60)
+                && LAST_BUSY_WARNING
+                    .get()
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                LAST_BUSY_WARNING.set(Some(now));
+                warning!(
+                    "{WORKER_TYPE}: compaction has waited {} s for an open transaction that \
+                     creates, renames or drops a schema (it holds pg_namespace)",
+                    since.elapsed().as_secs()
+                );
+            }
+            return None;
         }
+        NAMESPACE_BUSY_SINCE.set(None);
         let row = Spi::get_three::<pg_sys::Oid, pg_sys::Oid, pg_sys::Oid>(EXTENSION_OBJECTS)
             .unwrap_or_else(|e| error!("looking up the extension: {e}"));
         let (Some(compact_batch), Some(purge_requests), Some(pending)) = row else {
@@ -405,7 +496,9 @@ unsafe fn call_function(
     let Some(entry) = flinfo.fn_addr else {
         error!("{WORKER_TYPE}: function {fn_oid:?} has no entry point");
     };
-    let result = entry(fcinfo);
+    // Guarded: an ERROR inside becomes a Rust panic that `in_transaction` catches, logs
+    // and rolls back, instead of a longjmp across these frames.
+    let result = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| entry(fcinfo));
     let is_null = (*fcinfo).isnull;
     pg_sys::pfree(fcinfo.cast());
     (!is_null).then_some(result)

@@ -17,14 +17,14 @@
 # Runs against its own preloaded cluster (port 5530) whose worker serves database
 # 'attackdb', owned by the unprivileged role mallory.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 PORT=5530
 CLUSTER=dc_attack
 ./scripts/cluster.sh "$CLUSTER" "$PORT" "distributed_counter.database = 'attackdb'" \
   "distributed_counter.compact_interval = 100"
 trap 'pg_ctlcluster 15 $CLUSTER stop -m fast >/dev/null 2>&1 || true' EXIT
 
-CLEAN_SESSION="-c client_min_messages=warning -c search_path=public -c statement_timeout=0 -c lock_timeout=0 -c default_transaction_read_only=off -c default_transaction_isolation=read\\ committed -c plpgsql.extra_errors=none"
+CLEAN_SESSION="-c client_min_messages=warning -c role=none -c search_path=public -c enable_tidscan=on -c enable_indexscan=on -c statement_timeout=0 -c lock_timeout=0 -c default_transaction_read_only=off -c default_transaction_isolation=read\\ committed -c plpgsql.extra_errors=none"
 declare -A count=()
 failures=0
 pass() { count[$1]=$((${count[$1]:-0} + 1)); printf '  ok   [%s] %s\n' "$1" "$2"; }
@@ -156,34 +156,35 @@ echo "security: planting a copy of every pg_catalog operator in schema evil"
 plant_everything 2>&1 | grep -o 'planted [0-9]* operators' || true
 EVIL_PATH="SET search_path = evil, pg_catalog, public"
 before=$(hits)
-run_planted() { # description SQL...: run as superuser under the planted search_path
-  local what=$1; shift
-  local h0; h0=$(hits)
-  q -c "$EVIL_PATH" "$@" >/dev/null 2>&1 || true
-  local h1; h1=$(hits)
-  if [ "$h1" = "$h0" ]; then pass planting "$what reached no planted object"; else
-    fail planting "$what called $((h1 - h0)) planted objects"; fi
+run_planted() { # description expected-state SQL...: as superuser under the planted path
+  local what=$1 want=$2; shift 2
+  local h0 h1 got; h0=$(hits)
+  got=$(sqlstate -c "SET statement_timeout = '20s'" -c "$EVIL_PATH" "$@")
+  h1=$(hits)
+  if [ "$h1" != "$h0" ]; then fail planting "$what called $((h1 - h0)) planted objects"
+  elif [ "$got" != "$want" ]; then fail planting "$what: expected $want, got $got"
+  else pass planting "$what reached no planted object ($got)"; fi
 }
-run_planted "counter_create" -c "SELECT counter_create('planted', 4)"
-run_planted "counter_add fast path" -c "SELECT counter_add('planted', 'k', 5)"
-run_planted "counter_add SQL path (request_id)" -c "SELECT counter_add('planted', 'k', 5, 'r1')"
-run_planted "counter_add SQL path (bad key)" -c "SELECT counter_add('planted', NULL, 5)"
-run_planted "counter_add unknown counter" -c "SELECT counter_add('nope', 'k', 5)"
-run_planted "counter_value" -c "SELECT counter_value('planted', 'k')"
-run_planted "counter_values" -c "SELECT * FROM counter_values('planted', ARRAY['k','x'])"
-run_planted "counter_set" -c "SELECT counter_set('planted', 'k', 100)"
-run_planted "counter_compact_batch" -c "SELECT counter_compact_batch('planted', 10)"
-run_planted "counter_compact" -c "SELECT counter_compact()"
-run_planted "counter_purge_requests" -c "SELECT counter_purge_requests(10)"
-run_planted "counter_stats" -c "SELECT * FROM counter_stats"
-run_planted "counter_drop" -c "SELECT counter_drop('planted')"
-run_planted "gcounter_entries/pncounter_entries" \
+run_planted "counter_create" OK -c "SELECT counter_create('planted', 4)"
+run_planted "counter_add fast path" OK -c "SELECT counter_add('planted', 'k', 5)"
+run_planted "counter_add SQL path (request_id)" OK -c "SELECT counter_add('planted', 'k', 5, 'r1')"
+run_planted "counter_add SQL path (bad key)" 22004 -c "SELECT counter_add('planted', NULL, 5)"
+run_planted "counter_add unknown counter" 42704 -c "SELECT counter_add('nope', 'k', 5)"
+run_planted "counter_value" OK -c "SELECT counter_value('planted', 'k')"
+run_planted "counter_values" OK -c "SELECT * FROM counter_values('planted', ARRAY['k','x'])"
+run_planted "counter_set" OK -c "SELECT counter_set('planted', 'k', 100)"
+run_planted "counter_compact_batch" OK -c "SELECT counter_compact_batch('planted', 10)"
+run_planted "counter_compact" OK -c "SELECT counter_compact()"
+run_planted "counter_purge_requests" OK -c "SELECT counter_purge_requests(10)"
+run_planted "counter_stats" OK -c "SELECT * FROM counter_stats"
+run_planted "counter_drop" OK -c "SELECT counter_drop('planted')"
+run_planted "gcounter_entries/pncounter_entries" OK \
   -c "SELECT * FROM gcounter_entries('{\"a\":1}'::gcounter)" \
   -c "SELECT * FROM pncounter_entries('{\"p\":{\"a\":1},\"n\":{\"b\":2}}'::pncounter)"
 q -c "CREATE TABLE public.crdt_t (id int PRIMARY KEY, c gcounter, p pncounter)" \
   -c "CREATE TRIGGER m BEFORE UPDATE ON public.crdt_t FOR EACH ROW EXECUTE FUNCTION crdt_merge_trigger()" \
   -c "CREATE TRIGGER i BEFORE INSERT ON public.crdt_t FOR EACH ROW EXECUTE FUNCTION crdt_insert_merge_trigger()"
-run_planted "crdt_insert_merge_trigger / crdt_merge_trigger" \
+run_planted "crdt_insert_merge_trigger / crdt_merge_trigger" OK \
   -c "INSERT INTO public.crdt_t VALUES (1, '{\"a\":1}', '{\"p\":{\"a\":1},\"n\":{}}')" \
   -c "INSERT INTO public.crdt_t VALUES (1, '{\"a\":3}', '{\"p\":{\"a\":2},\"n\":{}}')" \
   -c "UPDATE public.crdt_t SET c = '{\"b\":1}'"
@@ -212,19 +213,27 @@ q -U mallory -c "DO \$\$ BEGIN END \$\$" -c "ALTER DATABASE attackdb SET search_
   -c "ALTER DATABASE attackdb SET lock_timeout = '1ms'" \
   -c "ALTER DATABASE attackdb SET default_transaction_read_only = on" \
   -c "ALTER DATABASE attackdb SET default_transaction_isolation = 'serializable'" \
-  -c "ALTER DATABASE attackdb SET plpgsql.extra_errors = 'all'"
+  -c "ALTER DATABASE attackdb SET plpgsql.extra_errors = 'all'" \
+  -c "ALTER DATABASE attackdb SET role = mallory" \
+  -c "ALTER DATABASE attackdb SET enable_tidscan = off" -c "ALTER DATABASE attackdb SET enable_indexscan = off" \
+  -c "ALTER DATABASE attackdb SET vacuum_cost_delay = 100"
+LOG=/var/log/postgresql/postgresql-15-$CLUSTER.log
+log_mark=$(stat -c %s "$LOG")
 restart
 wait_for 30 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'" 1
 h0=$(hits)
 q -c "SELECT counter_create('w', 4)" -c "SELECT counter_add('w', 'k' || g % 7, 1) FROM generate_series(1, 2000) g" >/dev/null
 if wait_for 30 "SELECT count(*) FROM counter_pending" 0; then
-  pass worker "worker compacts under search_path/timeouts/read-only/serializable/extra_errors set by the database owner"
+  pass worker "worker compacts under search_path/role/timeouts/read-only/serializable/extra_errors set by the database owner"
 else fail worker "worker stalled by database-level settings"; fi
 got=$(q -c "SELECT sum(value) FROM counter_totals t JOIN counter_registry r ON r.id = t.counter_id WHERE r.name = 'w'")
 [ "$got" = 2000 ] && pass worker "compaction exact under those settings ($got)" || fail worker "compaction gave $got, expected 2000"
 [ "$(hits)" = "$h0" ] && [ "$(is_superuser mallory)" = f ] \
   && pass worker "no planted operator or function ran in the worker" \
   || fail worker "the worker ran planted objects ($(( $(hits) - h0 )) hits, mallory superuser: $(is_superuser mallory))"
+if tail -c +"$((log_mark + 1))" "$LOG" | grep "ignoring database and role settings" | grep -q "enable_tidscan"; then
+  pass worker "the worker reverts planner and vacuum settings a database owner set"
+else fail worker "the worker kept the database owner's planner settings"; fi
 q -U mallory -c "ALTER DATABASE attackdb RESET ALL"
 restart
 wait_for 30 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'" 1
@@ -249,15 +258,18 @@ CREATE TRIGGER trap BEFORE INSERT OR UPDATE OR DELETE ON public.counter_registry
 CREATE TRIGGER trap BEFORE INSERT OR UPDATE OR DELETE ON public.counter_totals FOR EACH STATEMENT EXECUTE FUNCTION public.trap();
 COMMIT;
 SQL
+log_mark=$(stat -c %s "$LOG")
 h0=$(hits)
 q -c "SELECT public_moved.counter_add('w', 'r', 1)" >/dev/null  # work for the worker
 sleep 3
 got=$(q -c "SELECT count(*) FROM public_moved.counter_pending")
-[ "$got" = 1 ] && pass worker "the worker pauses while the schema is renamed" || fail worker "pending rows while renamed: $got"
+alive=$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'")
+[ "$got" = 1 ] && [ "$alive" = 1 ] && pass worker "the worker pauses, alive, while the schema is renamed" \
+  || fail worker "while renamed: $got pending rows, $alive workers"
 [ "$(hits)" = "$h0" ] && [ "$(is_superuser mallory)" = f ] \
   && pass worker "renamed extension schema: the worker reached none of the look-alike objects" \
   || fail worker "renamed extension schema: the worker ran look-alike objects ($(( $(hits) - h0 )) hits, mallory superuser: $(is_superuser mallory))"
-if grep -q "schema of extension distributed_counter was renamed" /var/log/postgresql/postgresql-15-$CLUSTER.log; then
+if tail -c +"$((log_mark + 1))" "$LOG" | grep -q "schema of extension distributed_counter was renamed"; then
   pass worker "the worker logs that the extension schema was renamed"
 else fail worker "no WARNING about the renamed schema in the server log"; fi
 # Undo: the worker resumes.
@@ -266,6 +278,19 @@ q -U mallory -c "SET client_min_messages = warning" -c "DROP SCHEMA public CASCA
 if wait_for 30 "SELECT count(*) FROM counter_pending" 0; then
   pass worker "the worker resumes once the schema has its name back"
 else fail worker "the worker did not resume after the schema got its name back"; fi
+
+# An ERROR inside compaction is logged and rolled back; the worker lives on.
+wpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'")
+log_mark=$(stat -c %s "$LOG")
+q -c "ALTER TABLE counter_totals ADD CONSTRAINT attack_small CHECK (value < 1000000)" \
+  -c "SELECT counter_add('w', 'big', 2000000)" >/dev/null
+sleep 2
+got=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'")
+if [ "$got" = "$wpid" ] && tail -c +"$((log_mark + 1))" "$LOG" | grep -q "compaction failed.*attack_small"; then
+  pass worker "an ERROR inside compaction is logged; the worker keeps running (pid $got)"
+else fail worker "after an ERROR inside compaction the worker is pid '$got' (was $wpid)"; fi
+q -c "ALTER TABLE counter_totals DROP CONSTRAINT attack_small"
+wait_for 30 "SELECT count(*) FROM counter_pending" 0 || fail worker "no compaction after the constraint was dropped"
 
 # ---- fastpath: row level security on the registry, tenants by name prefix.
 echo "security: row level security and grants on counter_add's fast path and cache"
@@ -292,6 +317,22 @@ expect_state fastpath "bob's SECURITY DEFINER wrapper, then alice directly" 4270
   -U alice -c "SELECT public.bob_like('k')" -c "SELECT counter_add('bob_likes', 'k', 1000000)"
 got=$(q -c "SELECT counter_value('bob_likes', 'k')")
 [ "$got" -lt 1000000 ] && pass fastpath "bob's counter holds none of alice's adds ($got)" || fail fastpath "bob's counter is $got"
+# The documented tenant setup: policies on the row tables as well, so a tenant's own
+# grants (INSERT on counter_pending, SELECT on the totals) reach only its counters.
+q -c "ALTER TABLE counter_pending ENABLE ROW LEVEL SECURITY" \
+  -c "CREATE POLICY tenant ON counter_pending USING (counter_id IN (SELECT id FROM counter_registry))" \
+  -c "ALTER TABLE counter_totals ENABLE ROW LEVEL SECURITY" \
+  -c "CREATE POLICY tenant ON counter_totals USING (counter_id IN (SELECT id FROM counter_registry))" \
+  -c "SELECT counter_compact()" >/dev/null
+bob_id=$(q -c "SELECT id FROM counter_registry WHERE name = 'bob_likes'")
+expect_state fastpath "alice inserts a delta for bob's counter into counter_pending directly" 42501 \
+  -U alice -c "INSERT INTO counter_pending VALUES ($bob_id, 0, 'k', 1000000, now())"
+got=$(q -U alice -c "SELECT count(*) FROM counter_totals t WHERE t.counter_id = $bob_id")
+[ "$got" = 0 ] && pass fastpath "alice reads none of bob's totals directly" || fail fastpath "alice sees $got of bob's total rows"
+expect_state fastpath "alice adds to her counter with policies on every table" OK -U alice -c "SELECT counter_add('alice_likes', 'k', 1)"
+expect_state fastpath "alice adds to bob's counter with policies on every table" 42704 -U alice -c "SELECT counter_add('bob_likes', 'k', 1)"
+q -c "DROP POLICY tenant ON counter_pending" -c "DROP POLICY tenant ON counter_totals" \
+  -c "ALTER TABLE counter_pending DISABLE ROW LEVEL SECURITY" -c "ALTER TABLE counter_totals DISABLE ROW LEVEL SECURITY"
 # RLS on counter_pending itself (a WITH CHECK policy on keys).
 q -c "ALTER TABLE counter_pending ENABLE ROW LEVEL SECURITY" \
   -c "CREATE POLICY keys_ins ON counter_pending FOR INSERT WITH CHECK (key NOT LIKE 'forbidden%')" \
@@ -301,10 +342,20 @@ expect_state fastpath "a key counter_pending's policy allows" OK -U alice -c "SE
 q -c "DROP POLICY keys_ins ON counter_pending" -c "DROP POLICY keys_sel ON counter_pending" \
   -c "ALTER TABLE counter_pending DISABLE ROW LEVEL SECURITY"
 # Revoked grants take effect at once, cache or not.
-q -U alice -c "SELECT counter_add('alice_likes', 'k', 1)" >/dev/null
-q -c "REVOKE INSERT ON counter_pending FROM alice"
-expect_state fastpath "alice after REVOKE INSERT (cached counter)" 42501 -U alice -c "SELECT counter_add('alice_likes', 'k', 1)"
+expect_state fastpath "alice after REVOKE INSERT, same backend, counter cached" 42501 \
+  -c "SET ROLE alice" -c "SELECT counter_add('alice_likes', 'k', 1)" -c "RESET ROLE" \
+  -c "REVOKE INSERT ON counter_pending FROM alice" -c "SET ROLE alice" -c "SELECT counter_add('alice_likes', 'k', 1)"
 q -c "GRANT INSERT ON counter_pending TO alice"
+# (a view keeps the resolved function: the parser's USAGE check does not run again)
+expect_state fastpath "alice after REVOKE USAGE on the schema, through a view made before" 42501 \
+  -c "SET ROLE alice" -c "CREATE TEMP VIEW add_k AS SELECT public.counter_add('alice_likes', 'k', 1)" \
+  -c "SELECT * FROM add_k" -c "RESET ROLE" \
+  -c "REVOKE USAGE ON SCHEMA public FROM PUBLIC" -c "SET ROLE alice" -c "SELECT * FROM add_k"
+q -c "GRANT USAGE ON SCHEMA public TO PUBLIC"
+q -U alice -c "CREATE TABLE alice_own (id int)" 2>/dev/null || q -c "CREATE TABLE public.alice_own (id int)" -c "ALTER TABLE public.alice_own OWNER TO alice"
+expect_state fastpath "_counter_registry_changed() on another table" 39P01 -U alice \
+  -c "CREATE TRIGGER t BEFORE DELETE ON public.alice_own FOR EACH STATEMENT EXECUTE FUNCTION _counter_registry_changed()" \
+  -c "DELETE FROM public.alice_own"
 # counter_stats shows a tenant only what it may see.
 q -c "GRANT SELECT ON counter_stats TO alice"
 got=$(q -U alice -c "SELECT string_agg(name, ',' ORDER BY name) FROM counter_stats")
