@@ -8,8 +8,8 @@
 #   oldest_pending_age) and the pending table's size is reported.
 #   counter_value latency (p50/p99, 16 shards) on an idle server and under the Zipf
 #   write load, against a primary-key SELECT of one row under the same conditions.
-# Connections: TCP to localhost without SSL (PGBENCH_SSLMODE=disable), as BUILD.md's
-# reference figures were measured: its `SELECT 1` at 69,745 tps is what this machine does
+# Connections: TCP to localhost without SSL (PGBENCH_SSLMODE=disable), as the reference
+# figures in README.md were measured: its `SELECT 1` at 69,745 tps is what this machine does
 # over TCP without SSL (about 70k), against about 48k with the Debian cluster's default
 # SSL and 96k over the Unix socket. The run prints its own SELECT 1 rate as a check.
 # Usage: benches/counters_pgbench.sh   (~10 min incl. the release build; SECONDS_PER_RUN=8,
@@ -91,7 +91,7 @@ sample_stats() {
   done
 }
 
-# calibration against BUILD.md's reference run (SELECT 1, simple protocol: 69,745 tps)
+# calibration against the reference run (SELECT 1, simple protocol: 69,745 tps)
 printf '%s\n' "SELECT 1;" > "$OUT/select1.sql"
 chmod 644 "$OUT/select1.sql"
 SELECT1=$(MODE=simple run_pgbench "$OUT/select1.sql" "$C" 5)
@@ -179,7 +179,7 @@ per_round() { # workload -> counter_add/UPDATE ratio of each round
     awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2}'
 }
 echo "counter_add/UPDATE per round: hot $(per_round hot); uniform $(per_round uniform); zipf $(per_round zipf)"
-echo "SELECT 1 (simple protocol, same connections): $SELECT1 tps (BUILD.md's reference run: 69,745)"
+echo "SELECT 1 (simple protocol, same connections): $SELECT1 tps (reference run on this machine type: 69,745)"
 echo
 echo "worker under load (counter_stats sampled every 1 s; default compact_interval/batch):"
 for w in hot uniform zipf; do

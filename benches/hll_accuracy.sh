@@ -6,7 +6,7 @@
 #     (checked below on the server for one seed);
 #   * postgresql-hll: in SQL on the bench cluster, PHLL_TRIALS (default 100) seeds, one
 #     pass per seed with per-bucket sketches unioned cumulatively.
-# Prints a table, the memory-variance product on stored bytes, the SPEC checks, and
+# Prints a table, the memory-variance product on stored bytes, the target checks, and
 # writes bench-out/hll_accuracy.png and bench-out/hll_accuracy.csv.
 cd "$(dirname "$0")/.."
 source benches/lib.sh

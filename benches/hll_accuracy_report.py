@@ -1,4 +1,4 @@
-"""Report for benches/hll_accuracy.sh: table, memory-variance products, SPEC checks, plot.
+"""Report for benches/hll_accuracy.sh: table, memory-variance products, target checks, plot.
 
 MVP = stored bytes x RSE^2 x 8, pooled over the grid points with n >= 20 m (the
 asymptotic regime, where it is a property of the estimator alone).
@@ -57,7 +57,7 @@ for p in (10, 12, 14):
     if ("distributed_counter", p) in mvp and ("postgresql-hll*", p) in mvp:
         print(f"  p={p}: ours / postgresql-hll* MVP ratio {mvp[('distributed_counter', p)] / mvp[('postgresql-hll*', p)]:.3f}")
 
-print("\nSPEC checks (ours):")
+print("\nTarget checks (ours; docs/SQL.md, \"hll\"):")
 for p in (10, 12, 14):
     v = mvp.get(("distributed_counter", p))
     if v is not None:

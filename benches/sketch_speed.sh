@@ -3,7 +3,7 @@
 # 10M-row table (id = 1..N, v ~ Zipf 1.1 over 10^6 values), parallel off, jit off, release
 # build, cluster dc_bench_sk on port 5496. Prints median times, ratios, and the peak-RSS
 # growth of a backend running topk over all rows (the expanded-object state is bounded).
-# Targets (SPEC/brief): cms_add_agg(id) <= 1.25x sum(id); topk_add_agg(v, 10) <= 2x sum(v).
+# Targets (README.md, "Accuracy and speed"): cms_add_agg(id) <= 1.25x sum(id); topk_add_agg(v, 10) <= 2x sum(v).
 # Usage: benches/sketch_speed.sh   (SKIP_INSTALL=1 to reuse the installed build,
 #        SKIP_LOAD=1 to reuse the tables, ROWS=..., RUNS=...)
 cd "$(dirname "$0")/.."

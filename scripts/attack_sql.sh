@@ -3,7 +3,7 @@
 # (hll, cms, topk, gcounter, pncounter) and each path (text input, bytea cast, COPY BINARY
 # recv), N random and mutated inputs (default 10000). Every input must either load as a
 # valid value (which then survives its basic functions) or fail with the SQLSTATE
-# SPEC.md promises (22P02 text, 22P03 binary); anything else, or a server restart
+# docs/SQL.md promises (22P02 text, 22P03 binary); anything else, or a server restart
 # (pg_postmaster_start_time), fails the run. Prints a table of outcomes per type/path.
 # Usage: scripts/attack_sql.sh [N]   (expects the extension installed, e.g. by cargo pgrx test)
 set -euo pipefail

@@ -25,7 +25,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  targets=(hll_decode cms_decode topk_decode gcounter_decode pncounter_decode gcounter_json pncounter_json)
+  targets=(hll_decode cms_decode topk_decode gcounter_decode pncounter_decode gcounter_json pncounter_json hex_text)
 fi
 
 log() { printf '\033[1;34m[fuzz]\033[0m %s\n' "$*"; }

@@ -2,7 +2,7 @@
 # The test suite, by layer. `./scripts/test.sh` (= `all`) is README's second command and
 # what .ci/run calls; docs/DEVELOPING.md says what each layer covers.
 #
-#   scripts/test.sh [all|lint|core|fuzz|pgrx|regress|scenarios|attack] ...
+#   scripts/test.sh [all|lint|core|fuzz|pgrx|regress|scenarios|attack|upgrade] ...
 #
 #   all        setup (scripts/setup.sh), then every layer below, in this order
 #   lint       cargo fmt --check; cargo clippy -D warnings (extension and core)
@@ -13,6 +13,8 @@
 #   scenarios  scripts/tests/*.sh: concurrency, faults, crashes, multi-node replication
 #   attack     hostile input (scripts/attack_sql.sh) and privilege attacks
 #              (scripts/security_attacks.sh)
+#   upgrade    build every earlier release (scripts/releases.tsv), store every type with
+#              it, ALTER EXTENSION ... UPDATE to this build, check (scripts/upgrade_test.sh)
 #
 # Only `all` runs setup; the single layers assume it ran once. regress, scenarios and
 # attack use the build that `pgrx` (or `cargo pgrx install`) installed last.
@@ -63,15 +65,20 @@ layer_attack() {
   ./scripts/security_attacks.sh
 }
 
+layer_upgrade() {
+  log "upgrade: from every earlier release to this build (scripts/upgrade_test.sh)"
+  ./scripts/upgrade_test.sh
+}
+
 layers=("$@")
 [ ${#layers[@]} -gt 0 ] || layers=(all)
 for layer in "${layers[@]}"; do
   case $layer in
     all)
       ./scripts/setup.sh
-      for l in lint core fuzz pgrx regress scenarios attack; do "layer_$l"; done
+      for l in lint core fuzz pgrx regress scenarios attack upgrade; do "layer_$l"; done
       log "all tests passed" ;;
-    lint|core|fuzz|pgrx|regress|scenarios|attack) "layer_$layer" ;;
-    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|regress|scenarios|attack] ..." >&2; exit 2 ;;
+    lint|core|fuzz|pgrx|regress|scenarios|attack|upgrade) "layer_$layer" ;;
+    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|regress|scenarios|attack|upgrade] ..." >&2; exit 2 ;;
   esac
 done

@@ -48,7 +48,7 @@ CREATE OPERATOR CLASS hll_hashval_hash_ops DEFAULT FOR TYPE hll_hashval USING ha
 CREATE CAST (int8 AS hll_hashval) WITHOUT FUNCTION;
 CREATE CAST (hll_hashval AS int8) WITHOUT FUNCTION;
 
--- Hash functions (SPEC.md "Hashing"): XXH3-64 over the canonical encoding.
+-- Hash functions (docs/SQL.md, "Hashing"): XXH3-64 over the canonical encoding.
 CREATE FUNCTION hll_hash_smallint(v int2, seed int4 DEFAULT 0) RETURNS hll_hashval
     AS 'MODULE_PATHNAME', 'hll_hash_smallint' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION hll_hash_integer(v int4, seed int4 DEFAULT 0) RETURNS hll_hashval

@@ -3,7 +3,7 @@
 //! The stored form has a fixed size for given eps/delta, so the aggregates update the
 //! transition state (the `cms` value itself) in place when PostgreSQL calls them as
 //! aggregates and the state is a plain 4-byte-header value, returning the same pointer
-//! (no copy, BUILD.md "Aggregate hot path"). Values hash exactly as `hll_hash_any`
+//! (no copy; docs/DEVELOPING.md, "The per-row paths"). Values hash exactly as `hll_hash_any`
 //! (seed 0), so `cms_count(s, 5)` finds what `cms_add_agg(5::bigint)` added.
 //!
 //! The unweighted `cms_add_agg` keeps its state in the staged form of
@@ -19,10 +19,11 @@ use crate::hashing::HashPlan;
 use crate::sql_function;
 use crate::sql_function_with_fast_path;
 use distributed_counter_core::cms::{Cms, CmsDivisor};
+use distributed_counter_core::hex::{parse_hex, to_hex};
 use pgrx::pg_sys;
 use std::ffi::c_int;
 
-/// SPEC.md defaults of `cms_empty` and the one-argument `cms_add_agg`.
+/// The documented defaults (docs/SQL.md) of `cms_empty` and the one-argument `cms_add_agg`.
 const DEFAULT_EPS: f64 = 0.001;
 const DEFAULT_DELTA: f64 = 0.01;
 
@@ -31,13 +32,15 @@ const DEFAULT_DELTA: f64 = 0.01;
 /// The payload of a stored cms datum after an O(1) header check (layout, parameters).
 /// Values reach SQL only through validating input functions, so the counters are trusted.
 unsafe fn cms_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
-    let bytes = varlena_bytes(datum);
-    Cms::read_header(bytes).or_raise();
-    bytes
+    unsafe {
+        let bytes = varlena_bytes(datum);
+        Cms::read_header(bytes).or_raise();
+        bytes
+    }
 }
 
 unsafe fn cms_datum(bytes: &[u8]) -> pg_sys::Datum {
-    ptr_datum(bytes_to_varlena(bytes))
+    unsafe { ptr_datum(bytes_to_varlena(bytes)) }
 }
 
 #[inline(always)]
@@ -149,16 +152,18 @@ static mut LAST_DIVISOR: Option<CmsDivisor> = None;
 
 #[inline(always)]
 unsafe fn divisor_for(state: &[u8]) -> CmsDivisor {
-    let width = match state.get(2..6) {
-        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        None => 1,
-    };
-    match LAST_DIVISOR {
-        Some(d) if d.width() == width => d,
-        _ => {
-            let d = CmsDivisor::new(width);
-            LAST_DIVISOR = Some(d);
-            d
+    unsafe {
+        let width = match state.get(2..6) {
+            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => 1,
+        };
+        match LAST_DIVISOR {
+            Some(d) if d.width() == width => d,
+            _ => {
+                let d = CmsDivisor::new(width);
+                LAST_DIVISOR = Some(d);
+                d
+            }
         }
     }
 }
@@ -257,44 +262,48 @@ sql_function! {
 /// outputs the state itself). Decided once per call
 /// site and cached with its hash plan.
 unsafe fn staging_allowed(fcinfo: pg_sys::FunctionCallInfo) -> bool {
-    let plan = HashPlan::for_arg(fcinfo, 1);
-    match plan.site_flag.get() {
-        1 => return true,
-        2 => return false,
-        _ => {}
+    unsafe {
+        let plan = HashPlan::for_arg(fcinfo, 1);
+        match plan.site_flag.get() {
+            1 => return true,
+            2 => return false,
+            _ => {}
+        }
+        let allowed = staging_allowed_here(fcinfo);
+        plan.site_flag.set(if allowed { 1 } else { 2 });
+        allowed
     }
-    let allowed = staging_allowed_here(fcinfo);
-    plan.site_flag.set(if allowed { 1 } else { 2 });
-    allowed
 }
 
 unsafe fn staging_allowed_here(fcinfo: pg_sys::FunctionCallInfo) -> bool {
-    let aggref = pg_sys::AggGetAggref(fcinfo);
-    // A transition state shared with other aggregates (same inputs, transition and
-    // combine functions) is finished by each of their final functions, and
-    // AggGetAggref shows only the first of them: never stage one.
-    if aggref.is_null()
-        || (*aggref).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE
-        || pg_sys::AggStateIsShared(fcinfo)
-    {
-        return false;
+    unsafe {
+        let aggref = pg_sys::AggGetAggref(fcinfo);
+        // A transition state shared with other aggregates (same inputs, transition and
+        // combine functions) is finished by each of their final functions, and
+        // AggGetAggref shows only the first of them: never stage one.
+        if aggref.is_null()
+            || (*aggref).aggsplit != pg_sys::AggSplit::AGGSPLIT_SIMPLE
+            || pg_sys::AggStateIsShared(fcinfo)
+        {
+            return false;
+        }
+        let cache = pg_sys::SysCacheIdentifier::AGGFNOID as c_int;
+        let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from((*aggref).aggfnoid));
+        if tuple.is_null() {
+            return false;
+        }
+        // pg_aggregate: attribute 4 is aggtransfn, 5 is aggfinalfn (regproc, never NULL)
+        let mut isnull = false;
+        let transfn = pg_sys::SysCacheGetAttr(cache, tuple, 4, &mut isnull).value() as u32;
+        let finalfn = pg_sys::SysCacheGetAttr(cache, tuple, 5, &mut isnull).value() as u32;
+        pg_sys::ReleaseSysCache(tuple);
+        if pg_sys::Oid::from(transfn) != (*(*fcinfo).flinfo).fn_oid || finalfn == 0 {
+            return false;
+        }
+        let mut finfo: pg_sys::FmgrInfo = std::mem::zeroed();
+        pg_sys::fmgr_info(pg_sys::Oid::from(finalfn), &mut finfo);
+        finfo.fn_addr.map(|f| f as *const ()) == Some(cms_add_final as *const ())
     }
-    let cache = pg_sys::SysCacheIdentifier::AGGFNOID as c_int;
-    let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from((*aggref).aggfnoid));
-    if tuple.is_null() {
-        return false;
-    }
-    // pg_aggregate: attribute 4 is aggtransfn, 5 is aggfinalfn (regproc, never NULL)
-    let mut isnull = false;
-    let transfn = pg_sys::SysCacheGetAttr(cache, tuple, 4, &mut isnull).value() as u32;
-    let finalfn = pg_sys::SysCacheGetAttr(cache, tuple, 5, &mut isnull).value() as u32;
-    pg_sys::ReleaseSysCache(tuple);
-    if pg_sys::Oid::from(transfn) != (*(*fcinfo).flinfo).fn_oid || finalfn == 0 {
-        return false;
-    }
-    let mut finfo: pg_sys::FmgrInfo = std::mem::zeroed();
-    pg_sys::fmgr_info(pg_sys::Oid::from(finalfn), &mut finfo);
-    finfo.fn_addr.map(|f| f as *const ()) == Some(cms_add_final as *const ())
 }
 
 sql_function! {

@@ -15,10 +15,8 @@ use crate::error::{invalid_parameter, OrRaise};
 use crate::fmgr::*;
 use crate::guc;
 use crate::sql_function;
-use distributed_counter_core::crdt::{
-    GCounter, PNCounter, FORMAT_VERSION, KIND_GCOUNTER, KIND_PNCOUNTER, MAX_COUNT, MAX_NODES,
-    MAX_NODE_ID_BYTES,
-};
+use distributed_counter_core::crdt::in_place::merge_in_place;
+use distributed_counter_core::crdt::{GCounter, PNCounter, KIND_GCOUNTER, KIND_PNCOUNTER};
 use distributed_counter_core::Result as CoreResult;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
@@ -33,7 +31,7 @@ trait Counter: Sized + PartialEq + Default {
     fn to_json(&self) -> String;
     fn merge_changed(&mut self, other: &Self) -> CoreResult<bool>;
     fn value(&self) -> CoreResult<i64>;
-    /// Merge the stored payload `input` into `state` in place; see [`merge_in_place`].
+    /// Merge the stored payload `input` into `state` in place (core's `merge_in_place`).
     fn merge_in_place(state: &mut [u8], input: &[u8]) -> bool;
 }
 
@@ -87,16 +85,16 @@ impl Counter for PNCounter {
 
 /// Decode (and so validate) a stored counter datum.
 unsafe fn counter_arg<C: Counter>(datum: pg_sys::Datum) -> C {
-    C::decode(varlena_bytes(datum)).or_raise()
+    unsafe { C::decode(varlena_bytes(datum)).or_raise() }
 }
 
 unsafe fn counter_datum<C: Counter>(c: &C) -> pg_sys::Datum {
-    ptr_datum(bytes_to_varlena(&c.encode()))
+    unsafe { ptr_datum(bytes_to_varlena(&c.encode())) }
 }
 
 /// Argument `n` as a counter; SQL NULL is the empty counter.
 unsafe fn counter_arg_or_empty<C: Counter>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> C {
-    arg(fcinfo, n).map_or_else(C::default, |d| counter_arg(d))
+    unsafe { arg(fcinfo, n).map_or_else(C::default, |d| counter_arg(d)) }
 }
 
 // ---- node ids -----------------------------------------------------------------------------
@@ -118,27 +116,31 @@ fn default_node() -> String {
 
 /// The `node text` argument at `n`, or the default node when NULL / absent.
 unsafe fn node_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> String {
-    match arg(fcinfo, n) {
-        None => default_node(),
-        Some(d) => match std::str::from_utf8(varlena_bytes(d)) {
-            Ok(s) => s.to_string(),
-            Err(_) => invalid_parameter("node id is not valid UTF-8", None),
-        },
+    unsafe {
+        match arg(fcinfo, n) {
+            None => default_node(),
+            Some(d) => match std::str::from_utf8(varlena_bytes(d)) {
+                Ok(s) => s.to_string(),
+                Err(_) => invalid_parameter("node id is not valid UTF-8", None),
+            },
+        }
     }
 }
 
 /// The `n int8` argument at `n`; NULL is an error (a NULL would otherwise wipe a
 /// counter column in `SET c = gcounter_increment(c, $1)`).
 unsafe fn amount_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> i64 {
-    match arg_i64(fcinfo, n) {
-        Some(v) => v,
-        None if n >= nargs(fcinfo) => 1,
-        None => {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-                "the amount to count must not be NULL"
-            );
+    unsafe {
+        match arg_i64(fcinfo, n) {
+            Some(v) => v,
+            None if n >= nargs(fcinfo) => 1,
+            None => {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                    "the amount to count must not be NULL"
+                );
+            }
         }
     }
 }
@@ -149,33 +151,39 @@ unsafe fn counter_in<C: Counter>(
     fcinfo: pg_sys::FunctionCallInfo,
     type_name: &str,
 ) -> pg_sys::Datum {
-    let text = cstring_arg(arg_datum(fcinfo, 0));
-    let Ok(text) = std::str::from_utf8(text) else {
-        pgrx::ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            format!("malformed {type_name} literal: input is not valid UTF-8")
-        );
-    };
-    counter_datum(&C::from_json(text).or_raise_text())
+    unsafe {
+        let text = cstring_arg(arg_datum(fcinfo, 0));
+        let Ok(text) = std::str::from_utf8(text) else {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+                format!("malformed {type_name} literal: input is not valid UTF-8")
+            );
+        };
+        counter_datum(&C::from_json(text).or_raise_text())
+    }
 }
 
 unsafe fn counter_out<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    cstring_datum(&counter_arg::<C>(arg_datum(fcinfo, 0)).to_json())
+    unsafe { cstring_datum(&counter_arg::<C>(arg_datum(fcinfo, 0)).to_json()) }
 }
 
 unsafe fn counter_recv<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let bytes = recv_bytes(arg_datum(fcinfo, 0));
-    C::decode(bytes).or_raise();
-    // Canonical: the accepted bytes are the stored form.
-    ptr_datum(bytes_to_varlena(bytes))
+    unsafe {
+        let bytes = recv_bytes(arg_datum(fcinfo, 0));
+        C::decode(bytes).or_raise();
+        // Canonical: the accepted bytes are the stored form.
+        ptr_datum(bytes_to_varlena(bytes))
+    }
 }
 
 /// `bytea -> gcounter/pncounter` casts: the stored bytes, validated (22P03).
 unsafe fn counter_from_bytea<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let bytes = varlena_bytes(arg_datum(fcinfo, 0));
-    C::decode(bytes).or_raise();
-    ptr_datum(bytes_to_varlena(bytes))
+    unsafe {
+        let bytes = varlena_bytes(arg_datum(fcinfo, 0));
+        C::decode(bytes).or_raise();
+        ptr_datum(bytes_to_varlena(bytes))
+    }
 }
 
 sql_function! { fn gcounter_from_bytea(fcinfo) { counter_from_bytea::<GCounter>(fcinfo) }}
@@ -221,13 +229,15 @@ sql_function! { fn pncounter_decrement(fcinfo) {
 }}
 
 unsafe fn counter_merge<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let a = arg_datum(fcinfo, 0);
-    let b = arg_datum(fcinfo, 1);
-    let mut m: C = counter_arg(a);
-    if m.merge_changed(&counter_arg(b)).or_raise() {
-        counter_datum(&m)
-    } else {
-        a // unchanged (and validated): hand back the left value itself
+    unsafe {
+        let a = arg_datum(fcinfo, 0);
+        let b = arg_datum(fcinfo, 1);
+        let mut m: C = counter_arg(a);
+        if m.merge_changed(&counter_arg(b)).or_raise() {
+            counter_datum(&m)
+        } else {
+            a // unchanged (and validated): hand back the left value itself
+        }
     }
 }
 
@@ -235,140 +245,44 @@ sql_function! { fn gcounter_merge(fcinfo) { counter_merge::<GCounter>(fcinfo) }}
 sql_function! { fn pncounter_merge(fcinfo) { counter_merge::<PNCounter>(fcinfo) }}
 
 unsafe fn counter_value<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    datum_i64(counter_arg::<C>(arg_datum(fcinfo, 0)).value().or_raise())
+    unsafe { datum_i64(counter_arg::<C>(arg_datum(fcinfo, 0)).value().or_raise()) }
 }
 
 sql_function! { fn gcounter_value(fcinfo) { counter_value::<GCounter>(fcinfo) }}
 sql_function! { fn pncounter_value(fcinfo) { counter_value::<PNCounter>(fcinfo) }}
 
-// Equality, hashing and ordering compare canonical encodings (crate::fmgr::dc_bytes_*).
+// Equality, hashing and ordering compare canonical encodings (crate::canonical_bytes).
 
 // ---- aggregates ---------------------------------------------------------------------------
-
-#[inline(always)]
-fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
-    let b = bytes.get(at..at + 4)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-}
-
-#[inline(always)]
-fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let b = bytes.get(at..at + 8)?;
-    Some(u64::from_le_bytes(b.try_into().ok()?))
-}
-
-/// Merge the gcounter payload of `input` at `ip` into the (trusted, canonical) payload of
-/// `state` at `sp` by raising counts in place. Validates the input payload exactly as
-/// the core decoder does. Returns the end offsets of both payloads, or None when the
-/// input is not valid (the caller's slow path reports why) or holds a node the state
-/// lacks (the state must grow). Counts raised before a None stay raised: that is a
-/// partial merge, which the slow path's full merge completes (merge is idempotent).
-#[inline(always)]
-fn merge_payload_in_place(
-    state: &mut [u8],
-    mut sp: usize,
-    input: &[u8],
-    mut ip: usize,
-) -> Option<(usize, usize)> {
-    let mut state_left = read_u32(state, sp)?;
-    sp += 4;
-    let n = read_u32(input, ip)?;
-    ip += 4;
-    if n > MAX_NODES || n * 10 > input.len().saturating_sub(ip) {
-        return None;
-    }
-    let mut prev: &[u8] = &[];
-    for _ in 0..n {
-        let len = *input.get(ip)? as usize;
-        if len == 0 || len > MAX_NODE_ID_BYTES {
-            return None;
-        }
-        let id = input.get(ip + 1..ip + 1 + len)?;
-        let count = read_u64(input, ip + 1 + len)?;
-        ip += 9 + len;
-        // Strictly ascending ids (prev starts empty, below every valid id), no NUL,
-        // valid UTF-8, count in 1..=MAX_COUNT: the core decoder's rules.
-        if id <= prev
-            || count == 0
-            || count > MAX_COUNT
-            || id.contains(&0)
-            || std::str::from_utf8(id).is_err()
-        {
-            return None;
-        }
-        prev = id;
-        // Advance the state to this id; both lists are sorted by bytes.
-        loop {
-            if state_left == 0 {
-                return None;
-            }
-            let slen = *state.get(sp)? as usize;
-            let sid = state.get(sp + 1..sp + 1 + slen)?;
-            state_left -= 1;
-            match sid.cmp(id) {
-                std::cmp::Ordering::Less => sp += 9 + slen,
-                std::cmp::Ordering::Equal => {
-                    let at = sp + 1 + slen;
-                    if count > read_u64(state, at)? {
-                        state
-                            .get_mut(at..at + 8)?
-                            .copy_from_slice(&count.to_le_bytes());
-                    }
-                    sp += 9 + slen;
-                    break;
-                }
-                std::cmp::Ordering::Greater => return None,
-            }
-        }
-    }
-    for _ in 0..state_left {
-        sp += 9 + *state.get(sp)? as usize;
-    }
-    Some((sp, ip))
-}
-
-/// Merge a stored counter `input` (`parts` gcounter payloads after the 2-byte header)
-/// into `state` in place. True when done; false means "take the slow path".
-fn merge_in_place(state: &mut [u8], input: &[u8], kind: u8, parts: usize) -> bool {
-    if input.len() < 2 || input[0] != FORMAT_VERSION || input[1] != kind {
-        return false;
-    }
-    let (mut sp, mut ip) = (2, 2);
-    for _ in 0..parts {
-        match merge_payload_in_place(state, sp, input, ip) {
-            Some((s, i)) => (sp, ip) = (s, i),
-            None => return false,
-        }
-    }
-    ip == input.len() && sp == state.len()
-}
 
 /// The merge-aggregate transition function (also the combine function).
 #[inline(always)]
 unsafe fn merge_trans<C: Counter>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    if arg_is_null(fcinfo, 1) {
-        return if arg_is_null(fcinfo, 0) {
-            return_null(fcinfo)
-        } else {
-            arg_datum(fcinfo, 0)
-        };
+    unsafe {
+        if arg_is_null(fcinfo, 1) {
+            return if arg_is_null(fcinfo, 0) {
+                return_null(fcinfo)
+            } else {
+                arg_datum(fcinfo, 0)
+            };
+        }
+        let input = varlena_bytes(arg_datum(fcinfo, 1));
+        if arg_is_null(fcinfo, 0) {
+            // First value: validate it and take a private 4-byte-header copy.
+            C::decode(input).or_raise();
+            return ptr_datum(bytes_to_varlena(input));
+        }
+        let state_ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
+        if is_plain_4b(state_ptr)
+            && in_aggregate(fcinfo)
+            && C::merge_in_place(plain_4b_payload(state_ptr), input)
+        {
+            return arg_datum(fcinfo, 0);
+        }
+        let mut state: C = counter_arg(arg_datum(fcinfo, 0));
+        state.merge_changed(&C::decode(input).or_raise()).or_raise();
+        counter_datum(&state)
     }
-    let input = varlena_bytes(arg_datum(fcinfo, 1));
-    if arg_is_null(fcinfo, 0) {
-        // First value: validate it and take a private 4-byte-header copy.
-        C::decode(input).or_raise();
-        return ptr_datum(bytes_to_varlena(input));
-    }
-    let state_ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
-    if is_plain_4b(state_ptr)
-        && in_aggregate(fcinfo)
-        && C::merge_in_place(plain_4b_payload(state_ptr), input)
-    {
-        return arg_datum(fcinfo, 0);
-    }
-    let mut state: C = counter_arg(arg_datum(fcinfo, 0));
-    state.merge_changed(&C::decode(input).or_raise()).or_raise();
-    counter_datum(&state)
 }
 
 sql_function! {
@@ -391,37 +305,40 @@ struct CounterTypes {
 }
 
 unsafe fn counter_types(fcinfo: pg_sys::FunctionCallInfo) -> CounterTypes {
-    let flinfo = (*fcinfo).flinfo;
-    if !(*flinfo).fn_extra.is_null() {
-        return *((*flinfo).fn_extra as *const CounterTypes);
-    }
-    let nsp = pg_sys::get_func_namespace((*flinfo).fn_oid);
-    let lookup = |name: &std::ffi::CStr| {
-        pg_sys::GetSysCacheOid(
-            pg_sys::SysCacheIdentifier::TYPENAMENSP as i32,
-            pg_sys::Anum_pg_type_oid as pg_sys::AttrNumber,
-            pg_sys::Datum::from(name.as_ptr()),
-            pg_sys::Datum::from(nsp),
-            pg_sys::Datum::from(0usize),
-            pg_sys::Datum::from(0usize),
-        )
-    };
-    let types = CounterTypes {
-        gcounter: lookup(c"gcounter"),
-        pncounter: lookup(c"pncounter"),
-    };
-    if types.gcounter == pg_sys::InvalidOid || types.pncounter == pg_sys::InvalidOid {
-        pgrx::ereport!(
+    unsafe {
+        let flinfo = (*fcinfo).flinfo;
+        if !(*flinfo).fn_extra.is_null() {
+            return *((*flinfo).fn_extra as *const CounterTypes);
+        }
+        let nsp = pg_sys::get_func_namespace((*flinfo).fn_oid);
+        let lookup = |name: &std::ffi::CStr| {
+            pg_sys::GetSysCacheOid(
+                pg_sys::SysCacheIdentifier::TYPENAMENSP as i32,
+                pg_sys::Anum_pg_type_oid as pg_sys::AttrNumber,
+                pg_sys::Datum::from(name.as_ptr()),
+                pg_sys::Datum::from(nsp),
+                pg_sys::Datum::from(0usize),
+                pg_sys::Datum::from(0usize),
+            )
+        };
+        let types = CounterTypes {
+            gcounter: lookup(c"gcounter"),
+            pncounter: lookup(c"pncounter"),
+        };
+        if types.gcounter == pg_sys::InvalidOid || types.pncounter == pg_sys::InvalidOid {
+            pgrx::ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             "crdt_merge_trigger(): types gcounter and pncounter not found in the trigger function's schema"
         );
+        }
+        let slot =
+            pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<CounterTypes>())
+                as *mut CounterTypes;
+        slot.write(types);
+        (*flinfo).fn_extra = slot.cast();
+        types
     }
-    let slot = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<CounterTypes>())
-        as *mut CounterTypes;
-    slot.write(types);
-    (*flinfo).fn_extra = slot.cast();
-    types
 }
 
 /// Binary equality of two non-NULL values of one attribute (as datumIsEqual).
@@ -430,16 +347,18 @@ unsafe fn datums_equal(
     b: pg_sys::Datum,
     attr: &pg_sys::FormData_pg_attribute,
 ) -> bool {
-    if attr.attbyval {
-        a == b
-    } else if attr.attlen > 0 {
-        let len = attr.attlen as usize;
-        std::slice::from_raw_parts(a.cast_mut_ptr::<u8>(), len)
-            == std::slice::from_raw_parts(b.cast_mut_ptr::<u8>(), len)
-    } else if attr.attlen == -1 {
-        varlena_bytes(a) == varlena_bytes(b)
-    } else {
-        cstring_arg(a) == cstring_arg(b)
+    unsafe {
+        if attr.attbyval {
+            a == b
+        } else if attr.attlen > 0 {
+            let len = attr.attlen as usize;
+            std::slice::from_raw_parts(a.cast_mut_ptr::<u8>(), len)
+                == std::slice::from_raw_parts(b.cast_mut_ptr::<u8>(), len)
+        } else if attr.attlen == -1 {
+            varlena_bytes(a) == varlena_bytes(b)
+        } else {
+            cstring_arg(a) == cstring_arg(b)
+        }
     }
 }
 
@@ -449,17 +368,19 @@ unsafe fn merge_column<C: Counter>(
     old: pg_sys::Datum,
     new: pg_sys::Datum,
 ) -> (bool, Option<pg_sys::Datum>) {
-    let old_bytes = varlena_bytes(old);
-    let new_bytes = varlena_bytes(new);
-    if old_bytes == new_bytes {
-        C::decode(new_bytes).or_raise();
-        return (false, None);
+    unsafe {
+        let old_bytes = varlena_bytes(old);
+        let new_bytes = varlena_bytes(new);
+        if old_bytes == new_bytes {
+            C::decode(new_bytes).or_raise();
+            return (false, None);
+        }
+        let mut merged: C = C::decode(old_bytes).or_raise();
+        let incoming: C = C::decode(new_bytes).or_raise();
+        let changed = merged.merge_changed(&incoming).or_raise();
+        let replacement = (merged != incoming).then(|| counter_datum(&merged));
+        (changed, replacement)
     }
-    let mut merged: C = C::decode(old_bytes).or_raise();
-    let incoming: C = C::decode(new_bytes).or_raise();
-    let changed = merged.merge_changed(&incoming).or_raise();
-    let replacement = (merged != incoming).then(|| counter_datum(&merged));
-    (changed, replacement)
 }
 
 sql_function! {

@@ -1,4 +1,4 @@
-//! The one place where core errors become PostgreSQL errors (SPEC.md "Everywhere"):
+//! The one place where core errors become PostgreSQL errors (docs/SQL.md, "Errors"):
 //! text input 22P02, binary input 22P03, bad parameters 22023, overflow 22003.
 
 use distributed_counter_core::{CoreError, ErrorKind};

@@ -1,10 +1,10 @@
-//! Hashing SQL values (SPEC.md "Hashing"): the canonical byte encoding of each type,
+//! Hashing SQL values (docs/SQL.md, "Hashing"): the canonical byte encoding of each type,
 //! fed to `distributed_counter_core::hash`. `hll_hash_any`, `approx_count_distinct`,
 //! cms and topk all go through [`HashPlan`], so one value hashes alike everywhere.
 
 use crate::fmgr::*;
-use crate::pure_sql_function;
 use crate::sql_function;
+use crate::unguarded_sql_function;
 use distributed_counter_core::hash::{hash_bytes, hash_i64};
 use pgrx::pg_sys;
 use std::cell::UnsafeCell;
@@ -41,116 +41,143 @@ enum Strategy {
 impl HashPlan {
     /// The plan for argument `argno` of the current call, cached in fn_extra. The
     /// cached case is inlined into the per-row paths; building the plan is not.
+    ///
+    /// # Safety
+    /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     #[inline(always)]
     pub unsafe fn for_arg(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
-        match Self::cached(fcinfo) {
-            Some(plan) => plan,
-            None => Self::build(fcinfo, argno),
+        unsafe {
+            match Self::cached(fcinfo) {
+                Some(plan) => plan,
+                None => Self::build(fcinfo, argno),
+            }
         }
     }
 
     /// This call site's plan if it is already built (no `pg_sys` call: usable in the
     /// guard-free fast paths).
+    ///
+    /// # Safety
+    /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     #[inline(always)]
     pub unsafe fn cached(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'static HashPlan> {
-        ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref()
+        unsafe { ((*(*fcinfo).flinfo).fn_extra as *const HashPlan).as_ref() }
     }
 
     #[cold]
     #[inline(never)]
     unsafe fn build(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
-        let flinfo = (*fcinfo).flinfo;
-        let declared = pg_sys::get_fn_expr_argtype(flinfo, argno);
-        if declared == pg_sys::InvalidOid {
-            crate::error::invalid_parameter(
-                "could not determine the data type of the value to hash",
-                None,
-            );
-        }
-        let type_oid = pg_sys::getBaseType(declared);
-        let strategy = match type_oid {
-            pg_sys::INT2OID => Strategy::Int2,
-            pg_sys::INT4OID => Strategy::Int4,
-            pg_sys::INT8OID => Strategy::Int8,
-            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BYTEAOID => Strategy::VarlenaBytes,
-            pg_sys::UUIDOID => Strategy::Uuid,
-            _ => Strategy::SendForm,
-        };
-        let plan =
-            pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<HashPlan>())
-                as *mut HashPlan;
-        (*plan).type_oid = type_oid;
-        (*plan).strategy = strategy;
-        if strategy == Strategy::SendForm {
-            let mut send_oid = pg_sys::InvalidOid;
+        unsafe {
+            let flinfo = (*fcinfo).flinfo;
+            let declared = pg_sys::get_fn_expr_argtype(flinfo, argno);
+            if declared == pg_sys::InvalidOid {
+                crate::error::invalid_parameter(
+                    "could not determine the data type of the value to hash",
+                    None,
+                );
+            }
+            let type_oid = pg_sys::getBaseType(declared);
+            let strategy = match type_oid {
+                pg_sys::INT2OID => Strategy::Int2,
+                pg_sys::INT4OID => Strategy::Int4,
+                pg_sys::INT8OID => Strategy::Int8,
+                pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BYTEAOID => Strategy::VarlenaBytes,
+                pg_sys::UUIDOID => Strategy::Uuid,
+                _ => Strategy::SendForm,
+            };
+            let plan =
+                pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<HashPlan>())
+                    as *mut HashPlan;
+            (*plan).type_oid = type_oid;
+            (*plan).strategy = strategy;
+            if strategy == Strategy::SendForm {
+                let mut send_oid = pg_sys::InvalidOid;
+                let mut is_varlena = false;
+                pg_sys::getTypeBinaryOutputInfo(type_oid, &mut send_oid, &mut is_varlena);
+                pg_sys::fmgr_info_cxt(send_oid, (*plan).send.get(), (*flinfo).fn_mcxt);
+            }
+            let mut out_oid = pg_sys::InvalidOid;
             let mut is_varlena = false;
-            pg_sys::getTypeBinaryOutputInfo(type_oid, &mut send_oid, &mut is_varlena);
-            pg_sys::fmgr_info_cxt(send_oid, (*plan).send.get(), (*flinfo).fn_mcxt);
+            pg_sys::getTypeOutputInfo(type_oid, &mut out_oid, &mut is_varlena);
+            pg_sys::fmgr_info_cxt(out_oid, (*plan).output.get(), (*flinfo).fn_mcxt);
+            (*flinfo).fn_extra = plan as *mut std::ffi::c_void;
+            &*plan
         }
-        let mut out_oid = pg_sys::InvalidOid;
-        let mut is_varlena = false;
-        pg_sys::getTypeOutputInfo(type_oid, &mut out_oid, &mut is_varlena);
-        pg_sys::fmgr_info_cxt(out_oid, (*plan).output.get(), (*flinfo).fn_mcxt);
-        (*flinfo).fn_extra = plan as *mut std::ffi::c_void;
-        &*plan
     }
 
     /// The hash (seed 0) of argument `argno`, for guard-free fast paths (see
     /// `sql_function_with_fast_path!`): None unless the argument is not NULL, this call
     /// site's plan is already built and the type hashes without a `pg_sys` call.
+    ///
+    /// # Safety
+    /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     #[inline(always)]
     pub unsafe fn hash_arg_pure(fcinfo: pg_sys::FunctionCallInfo, argno: usize) -> Option<u64> {
-        if arg_is_null(fcinfo, argno) {
-            return None;
+        unsafe {
+            if arg_is_null(fcinfo, argno) {
+                return None;
+            }
+            Self::cached(fcinfo)?.hash_pure(arg_datum(fcinfo, argno), 0)
         }
-        Self::cached(fcinfo)?.hash_pure(arg_datum(fcinfo, argno), 0)
     }
 
     /// The hash of a (non-null) datum when it needs no `pg_sys` call (integers, uuid),
     /// else None.
     #[inline(always)]
     unsafe fn hash_pure(&self, datum: pg_sys::Datum, seed: i32) -> Option<u64> {
-        match self.strategy {
-            Strategy::Int8 => Some(hash_i64(datum.value() as i64, seed)),
-            Strategy::Int4 => Some(hash_i64(datum.value() as i32 as i64, seed)),
-            Strategy::Int2 => Some(hash_i64(datum.value() as i16 as i64, seed)),
-            Strategy::Uuid => Some(hash_bytes(uuid_bytes(datum), seed)),
-            Strategy::VarlenaBytes | Strategy::SendForm => None,
+        unsafe {
+            match self.strategy {
+                Strategy::Int8 => Some(hash_i64(datum.value() as i64, seed)),
+                Strategy::Int4 => Some(hash_i64(datum.value() as i32 as i64, seed)),
+                Strategy::Int2 => Some(hash_i64(datum.value() as i16 as i64, seed)),
+                Strategy::Uuid => Some(hash_bytes(uuid_bytes(datum), seed)),
+                Strategy::VarlenaBytes | Strategy::SendForm => None,
+            }
         }
     }
 
     /// Hash a (non-null) datum of this plan's type.
+    ///
+    /// # Safety
+    /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     #[inline(always)]
     pub unsafe fn hash(&self, datum: pg_sys::Datum, seed: i32) -> u64 {
-        if let Some(h) = self.hash_pure(datum, seed) {
-            return h;
-        }
-        match self.strategy {
-            Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
-            _ => {
-                let bytea = pg_sys::SendFunctionCall(self.send.get(), datum);
-                hash_bytes(varlena_bytes(pg_sys::Datum::from(bytea)), seed)
+        unsafe {
+            if let Some(h) = self.hash_pure(datum, seed) {
+                return h;
+            }
+            match self.strategy {
+                Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
+                _ => {
+                    let bytea = pg_sys::SendFunctionCall(self.send.get(), datum);
+                    hash_bytes(varlena_bytes(pg_sys::Datum::from(bytea)), seed)
+                }
             }
         }
     }
 
     /// The value's text form (what `topk_list` shows).
+    ///
+    /// # Safety
+    /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     pub unsafe fn text_of(&self, datum: pg_sys::Datum) -> Vec<u8> {
-        let cstr = pg_sys::OutputFunctionCall(self.output.get(), datum);
-        let bytes = std::ffi::CStr::from_ptr(cstr).to_bytes().to_vec();
-        pg_sys::pfree(cstr as *mut std::ffi::c_void);
-        bytes
+        unsafe {
+            let cstr = pg_sys::OutputFunctionCall(self.output.get(), datum);
+            let bytes = std::ffi::CStr::from_ptr(cstr).to_bytes().to_vec();
+            pg_sys::pfree(cstr as *mut std::ffi::c_void);
+            bytes
+        }
     }
 }
 
 #[inline(always)]
 unsafe fn uuid_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
-    std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16)
+    unsafe { std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16) }
 }
 
 #[inline(always)]
 unsafe fn seed_arg(fcinfo: pg_sys::FunctionCallInfo) -> i32 {
-    arg_i32(fcinfo, 1).unwrap_or(0)
+    unsafe { arg_i32(fcinfo, 1).unwrap_or(0) }
 }
 
 #[inline(always)]
@@ -160,13 +187,13 @@ fn hashval(h: u64) -> pg_sys::Datum {
 
 // All STRICT in SQL: a NULL value (or seed) gives NULL. The integer ones run once per
 // row under hll_add_agg: unguarded (pure arithmetic on by-value arguments).
-pure_sql_function! { fn hll_hash_smallint(fcinfo) {
+unguarded_sql_function! { fn hll_hash_smallint(fcinfo) {
     hashval(hash_i64(arg_datum(fcinfo, 0).value() as i16 as i64, seed_arg(fcinfo)))
 }}
-pure_sql_function! { fn hll_hash_integer(fcinfo) {
+unguarded_sql_function! { fn hll_hash_integer(fcinfo) {
     hashval(hash_i64(arg_datum(fcinfo, 0).value() as i32 as i64, seed_arg(fcinfo)))
 }}
-pure_sql_function! { fn hll_hash_bigint(fcinfo) {
+unguarded_sql_function! { fn hll_hash_bigint(fcinfo) {
     hashval(hash_i64(arg_datum(fcinfo, 0).value() as i64, seed_arg(fcinfo)))
 }}
 sql_function! { fn hll_hash_varlena(fcinfo) {

@@ -3,7 +3,7 @@
 //! Aggregates keep the `hll` value itself as their transition state. When PostgreSQL
 //! calls a transition function as an aggregate (AggCheckCallContext) and the state is a
 //! plain 4-byte-header value we made, a dense state is updated in place and the same
-//! pointer is returned, so PostgreSQL neither copies nor frees it (BUILD.md). Sparse
+//! pointer is returned, so PostgreSQL neither copies nor frees it (docs/DEVELOPING.md, "The per-row paths"). Sparse
 //! states grow by returning a new value (PostgreSQL copies it into the aggregate
 //! context and frees the old one); that happens at most `sparse_capacity(p)` times.
 
@@ -13,6 +13,7 @@ use crate::guc;
 use crate::hashing::HashPlan;
 use crate::sql_function;
 use crate::sql_function_with_fast_path;
+use distributed_counter_core::hex::{parse_hex, to_hex};
 use distributed_counter_core::hll::{self as ull, Hll};
 use distributed_counter_core::CoreError;
 use pgrx::pg_sys;
@@ -21,11 +22,11 @@ use pgrx::pg_sys;
 
 /// Decode a stored hll datum (validating it).
 unsafe fn hll_arg(datum: pg_sys::Datum) -> Hll {
-    Hll::decode(varlena_bytes(datum)).or_raise()
+    unsafe { Hll::decode(varlena_bytes(datum)).or_raise() }
 }
 
 unsafe fn hll_datum(h: &Hll) -> pg_sys::Datum {
-    ptr_datum(bytes_to_varlena(&h.encode()))
+    unsafe { ptr_datum(bytes_to_varlena(&h.encode())) }
 }
 
 fn default_precision() -> i32 {
@@ -48,7 +49,7 @@ fn apply_typmod(h: Hll, typmod: i32) -> Result<Hll, CoreError> {
 
 // ---- I/O ------------------------------------------------------------------------------
 
-// The `\x` + hex text form: crate::fmgr::{parse_hex, to_hex}.
+// The `\x` + hex text form: distributed_counter_core::hex.
 
 sql_function! { fn hll_in(fcinfo) {
     let text = cstring_arg(arg_datum(fcinfo, 0));
@@ -145,20 +146,22 @@ sql_function! { fn hll_cardinality_bounds(fcinfo) {
 
 /// Build the composite result of a function with float8 OUT parameters.
 unsafe fn float8_record(fcinfo: pg_sys::FunctionCallInfo, values: &[f64]) -> pg_sys::Datum {
-    let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
-    if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc)
-        != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
-    {
-        invalid_parameter(
-            "function returning record called in a context that cannot accept it",
-            None,
-        );
+    unsafe {
+        let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
+        if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc)
+            != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+        {
+            invalid_parameter(
+                "function returning record called in a context that cannot accept it",
+                None,
+            );
+        }
+        let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
+        let mut datums: Vec<pg_sys::Datum> = values.iter().map(|&v| datum_f64(v)).collect();
+        let mut nulls = vec![false; values.len()];
+        let tuple = pg_sys::heap_form_tuple(tupdesc, datums.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
     }
-    let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
-    let mut datums: Vec<pg_sys::Datum> = values.iter().map(|&v| datum_f64(v)).collect();
-    let mut nulls = vec![false; values.len()];
-    let tuple = pg_sys::heap_form_tuple(tupdesc, datums.as_mut_ptr(), nulls.as_mut_ptr());
-    pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
 }
 
 // ---- aggregates -----------------------------------------------------------------------
@@ -170,21 +173,23 @@ unsafe fn add_to_state(
     h: u64,
     p: impl FnOnce() -> i32,
 ) -> pg_sys::Datum {
-    if let Some(state) = owned_state(fcinfo) {
-        if ull::dense_add_in_place(state, h) {
-            return arg_datum(fcinfo, 0);
+    unsafe {
+        if let Some(state) = owned_state(fcinfo) {
+            if ull::dense_add_in_place(state, h) {
+                return arg_datum(fcinfo, 0);
+            }
+            if ull::sparse_contains_hash(state, h) {
+                return arg_datum(fcinfo, 0);
+            }
         }
-        if ull::sparse_contains_hash(state, h) {
-            return arg_datum(fcinfo, 0);
-        }
+        let mut state = if arg_is_null(fcinfo, 0) {
+            Hll::new(p()).or_raise()
+        } else {
+            hll_arg(arg_datum(fcinfo, 0))
+        };
+        state.add_hash(h);
+        hll_datum(&state)
     }
-    let mut state = if arg_is_null(fcinfo, 0) {
-        Hll::new(p()).or_raise()
-    } else {
-        hll_arg(arg_datum(fcinfo, 0))
-    };
-    state.add_hash(h);
-    hll_datum(&state)
 }
 
 /// The per-row fast path of the add aggregates: the state is the aggregate's own plain
@@ -192,17 +197,21 @@ unsafe fn add_to_state(
 /// inline header checks, shifts bounded by the checked precision, `get_mut`.
 #[inline(always)]
 unsafe fn add_fast(fcinfo: pg_sys::FunctionCallInfo, h: u64) -> Option<pg_sys::Datum> {
-    let state = owned_state(fcinfo)?;
-    ull::dense_add_in_place(state, h).then(|| arg_datum(fcinfo, 0))
+    unsafe {
+        let state = owned_state(fcinfo)?;
+        ull::dense_add_in_place(state, h).then(|| arg_datum(fcinfo, 0))
+    }
 }
 
 /// [`add_fast`] of the `hll_hashval` argument (hll_add_agg): None when it is NULL.
 #[inline(always)]
 unsafe fn add_hashval_fast(fcinfo: pg_sys::FunctionCallInfo) -> Option<pg_sys::Datum> {
-    if arg_is_null(fcinfo, 1) {
-        return None;
+    unsafe {
+        if arg_is_null(fcinfo, 1) {
+            return None;
+        }
+        add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64)
     }
-    add_fast(fcinfo, arg_datum(fcinfo, 1).value() as u64)
 }
 
 sql_function_with_fast_path! {

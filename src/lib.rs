@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod canonical_bytes;
 pub mod cms;
 pub mod counters;
 pub mod crdt;
@@ -46,10 +47,11 @@ pub extern "C-unwind" fn _PG_init() {
 #[pg_schema]
 mod tests {
     // #[pg_schema] needs an inline module; the tests live in their own file.
-    include!("pg_tests.rs");
-    include!("pg_tests_sketch.rs");
-    include!("pg_tests_crdt.rs");
-    include!("pg_tests_counters.rs");
+    include!("pg_tests/common.rs");
+    include!("pg_tests/hll.rs");
+    include!("pg_tests/sketches.rs");
+    include!("pg_tests/crdt.rs");
+    include!("pg_tests/counters.rs");
 }
 
 /// Required by `cargo pgrx test`.

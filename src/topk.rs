@@ -22,6 +22,7 @@ use crate::fmgr::*;
 use crate::hashing::HashPlan;
 use crate::sql_function;
 use crate::sql_function_with_fast_path;
+use distributed_counter_core::hex::{parse_hex, to_hex};
 use distributed_counter_core::topk::TopK;
 use distributed_counter_core::CoreError;
 use pgrx::pg_sys;
@@ -29,7 +30,7 @@ use pgrx::prelude::pg_guard;
 use pgrx::PgSqlErrorCode;
 use std::ffi::c_void;
 
-/// SPEC.md default of `topk_add_agg`'s k.
+/// The documented default (docs/SQL.md) of `topk_add_agg`'s k.
 const DEFAULT_K: i32 = 10;
 
 // ---- conversions ------------------------------------------------------------------------
@@ -50,34 +51,38 @@ fn k_of(k: i32) -> u32 {
 /// Items must be text in the database encoding (topk_list returns them as `text`);
 /// values built by our aggregates always are, a hand-made binary value may not be.
 unsafe fn check_items(t: &TopK) -> Result<(), CoreError> {
-    for (item, _, _) in t.tracked() {
-        let ok = i32::try_from(item.len()).is_ok_and(|len| {
-            pg_sys::pg_verifymbstr(item.as_ptr() as *const std::ffi::c_char, len, true)
-        });
-        if !ok {
-            return Err(CoreError::invalid_binary(
-                "topk item is not valid text in the database encoding",
-            ));
+    unsafe {
+        for (item, _, _) in t.tracked() {
+            let ok = i32::try_from(item.len()).is_ok_and(|len| {
+                pg_sys::pg_verifymbstr(item.as_ptr() as *const std::ffi::c_char, len, true)
+            });
+            if !ok {
+                return Err(CoreError::invalid_binary(
+                    "topk item is not valid text in the database encoding",
+                ));
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Decode and fully validate stored bytes (input functions).
 unsafe fn topk_from_input(bytes: &[u8]) -> TopK {
-    let t = TopK::decode(bytes).or_raise();
-    check_items(&t).or_raise();
-    t
+    unsafe {
+        let t = TopK::decode(bytes).or_raise();
+        check_items(&t).or_raise();
+        t
+    }
 }
 
 /// Decode a stored topk datum (already validated on input; decode re-checks the layout).
 /// Expanded objects arrive flattened through `varlena_bytes`.
 unsafe fn topk_arg(datum: pg_sys::Datum) -> TopK {
-    TopK::decode(varlena_bytes(datum)).or_raise()
+    unsafe { TopK::decode(varlena_bytes(datum)).or_raise() }
 }
 
 unsafe fn topk_datum(t: &TopK) -> pg_sys::Datum {
-    ptr_datum(bytes_to_varlena(&t.encode()))
+    unsafe { ptr_datum(bytes_to_varlena(&t.encode())) }
 }
 
 /// Calls `f` with the text form of `datum`. Integers and text-like values are formatted
@@ -85,13 +90,15 @@ unsafe fn topk_datum(t: &TopK) -> pg_sys::Datum {
 /// every other type goes through its output function.
 #[inline(always)]
 unsafe fn with_text_of<R>(plan: &HashPlan, datum: pg_sys::Datum, f: impl FnOnce(&[u8]) -> R) -> R {
-    if let Some(v) = int_value(plan, datum) {
-        return with_decimal(v, f);
-    }
-    match plan.type_oid {
-        // textout/varcharout return the payload bytes unchanged
-        pg_sys::TEXTOID | pg_sys::VARCHAROID => f(varlena_bytes(datum)),
-        _ => f(&plan.text_of(datum)),
+    unsafe {
+        if let Some(v) = int_value(plan, datum) {
+            return with_decimal(v, f);
+        }
+        match plan.type_oid {
+            // textout/varcharout return the payload bytes unchanged
+            pg_sys::TEXTOID | pg_sys::VARCHAROID => f(varlena_bytes(datum)),
+            _ => f(&plan.text_of(datum)),
+        }
     }
 }
 
@@ -196,8 +203,10 @@ static TOPK_EXPANDED_METHODS: pg_sys::ExpandedObjectMethods = pg_sys::ExpandedOb
 
 #[pg_guard]
 unsafe extern "C-unwind" fn topk_flat_size(eoh: *mut pg_sys::ExpandedObjectHeader) -> pg_sys::Size {
-    let e = eoh as *mut TopkExpanded;
-    4 + (*(*e).topk).encoded_len()
+    unsafe {
+        let e = eoh as *mut TopkExpanded;
+        4 + (*(*e).topk).encoded_len()
+    }
 }
 
 #[pg_guard]
@@ -206,49 +215,55 @@ unsafe extern "C-unwind" fn topk_flatten_into(
     result: *mut c_void,
     allocated_size: pg_sys::Size,
 ) {
-    let e = eoh as *mut TopkExpanded;
-    let bytes = (*(*e).topk).encode();
-    let total = bytes.len() + 4;
-    if total != allocated_size {
-        invalid_parameter("topk flat size changed while flattening", None);
+    unsafe {
+        let e = eoh as *mut TopkExpanded;
+        let bytes = (*(*e).topk).encode();
+        let total = bytes.len() + 4;
+        if total != allocated_size {
+            invalid_parameter("topk flat size changed while flattening", None);
+        }
+        let out = result as *mut u8;
+        std::ptr::copy_nonoverlapping(((total as u32) << 2).to_le_bytes().as_ptr(), out, 4);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.add(4), bytes.len());
     }
-    let out = result as *mut u8;
-    std::ptr::copy_nonoverlapping(((total as u32) << 2).to_le_bytes().as_ptr(), out, 4);
-    std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.add(4), bytes.len());
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn drop_topk(arg: *mut c_void) {
-    let e = arg as *mut TopkExpanded;
-    let t = std::mem::replace(&mut (*e).topk, std::ptr::null_mut());
-    if !t.is_null() {
-        drop(Box::from_raw(t));
+    unsafe {
+        let e = arg as *mut TopkExpanded;
+        let t = std::mem::replace(&mut (*e).topk, std::ptr::null_mut());
+        if !t.is_null() {
+            drop(Box::from_raw(t));
+        }
     }
 }
 
 /// Wrap `t` in a new expanded object whose context is a child of the aggregate context
 /// (so PostgreSQL adopts it without copying) and return its read-write datum.
 unsafe fn expanded_datum(fcinfo: pg_sys::FunctionCallInfo, t: TopK) -> pg_sys::Datum {
-    let mut aggcontext: pg_sys::MemoryContext = std::ptr::null_mut();
-    if pg_sys::AggCheckCallContext(fcinfo, &mut aggcontext) == 0 || aggcontext.is_null() {
-        return topk_datum(&t);
+    unsafe {
+        let mut aggcontext: pg_sys::MemoryContext = std::ptr::null_mut();
+        if pg_sys::AggCheckCallContext(fcinfo, &mut aggcontext) == 0 || aggcontext.is_null() {
+            return topk_datum(&t);
+        }
+        let ctx = pg_sys::AllocSetContextCreateInternal(
+            aggcontext,
+            c"topk aggregate state".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        );
+        let e = pg_sys::MemoryContextAllocZero(ctx, std::mem::size_of::<TopkExpanded>())
+            as *mut TopkExpanded;
+        pg_sys::EOH_init_header(&mut (*e).hdr, &TOPK_EXPANDED_METHODS, ctx);
+        (*e).topk = Box::into_raw(Box::new(t));
+        (*e).reset_callback.func = Some(drop_topk);
+        (*e).reset_callback.arg = e as *mut c_void;
+        pg_sys::MemoryContextRegisterResetCallback(ctx, &mut (*e).reset_callback);
+        // EOHPGetRWDatum: the datum points at the header's R/W external pointer.
+        pg_sys::Datum::from((*e).hdr.eoh_rw_ptr.as_mut_ptr())
     }
-    let ctx = pg_sys::AllocSetContextCreateInternal(
-        aggcontext,
-        c"topk aggregate state".as_ptr(),
-        pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-        pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-        pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-    );
-    let e = pg_sys::MemoryContextAllocZero(ctx, std::mem::size_of::<TopkExpanded>())
-        as *mut TopkExpanded;
-    pg_sys::EOH_init_header(&mut (*e).hdr, &TOPK_EXPANDED_METHODS, ctx);
-    (*e).topk = Box::into_raw(Box::new(t));
-    (*e).reset_callback.func = Some(drop_topk);
-    (*e).reset_callback.arg = e as *mut c_void;
-    pg_sys::MemoryContextRegisterResetCallback(ctx, &mut (*e).reset_callback);
-    // EOHPGetRWDatum: the datum points at the header's R/W external pointer.
-    pg_sys::Datum::from((*e).hdr.eoh_rw_ptr.as_mut_ptr())
 }
 
 /// The summary behind argument 0 if it is a read-write pointer to one of our expanded
@@ -257,32 +272,36 @@ unsafe fn expanded_datum(fcinfo: pg_sys::FunctionCallInfo, t: TopK) -> pg_sys::D
 /// our methods.
 #[inline(always)]
 unsafe fn expanded_state<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a mut TopK> {
-    if arg_is_null(fcinfo, 0) {
-        return None;
+    unsafe {
+        if arg_is_null(fcinfo, 0) {
+            return None;
+        }
+        let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
+        if *ptr != 0x01 || *ptr.add(1) != pg_sys::vartag_external::VARTAG_EXPANDED_RW as u8 {
+            return None;
+        }
+        let e = std::ptr::read_unaligned(ptr.add(2) as *const *mut TopkExpanded);
+        // A read-write pointer may be modified by its receiver (utils/expandeddatum.h), and
+        // we only create these objects inside aggregates, so no AggCheckCallContext here.
+        if e.is_null()
+            || !std::ptr::eq((*e).hdr.eoh_methods, &TOPK_EXPANDED_METHODS)
+            || (*e).topk.is_null()
+        {
+            return None;
+        }
+        Some(&mut *(*e).topk)
     }
-    let ptr = arg_datum(fcinfo, 0).cast_mut_ptr::<u8>();
-    if *ptr != 0x01 || *ptr.add(1) != pg_sys::vartag_external::VARTAG_EXPANDED_RW as u8 {
-        return None;
-    }
-    let e = std::ptr::read_unaligned(ptr.add(2) as *const *mut TopkExpanded);
-    // A read-write pointer may be modified by its receiver (utils/expandeddatum.h), and
-    // we only create these objects inside aggregates, so no AggCheckCallContext here.
-    if e.is_null()
-        || !std::ptr::eq((*e).hdr.eoh_methods, &TOPK_EXPANDED_METHODS)
-        || (*e).topk.is_null()
-    {
-        return None;
-    }
-    Some(&mut *(*e).topk)
 }
 
 /// Return `t` as the new aggregate state (an expanded object) or, outside an aggregate,
 /// as a plain value.
 unsafe fn new_state(fcinfo: pg_sys::FunctionCallInfo, t: TopK) -> pg_sys::Datum {
-    if in_aggregate(fcinfo) {
-        expanded_datum(fcinfo, t)
-    } else {
-        topk_datum(&t)
+    unsafe {
+        if in_aggregate(fcinfo) {
+            expanded_datum(fcinfo, t)
+        } else {
+            topk_datum(&t)
+        }
     }
 }
 
@@ -398,10 +417,12 @@ thread_local! {
 /// an integer (whose text form `with_decimal` produces without a `pg_sys` call).
 #[inline(always)]
 unsafe fn int_arg(fcinfo: pg_sys::FunctionCallInfo, argno: usize) -> Option<i64> {
-    if arg_is_null(fcinfo, argno) {
-        return None;
+    unsafe {
+        if arg_is_null(fcinfo, argno) {
+            return None;
+        }
+        int_value(HashPlan::cached(fcinfo)?, arg_datum(fcinfo, argno))
     }
-    int_value(HashPlan::cached(fcinfo)?, arg_datum(fcinfo, argno))
 }
 
 sql_function_with_fast_path! {

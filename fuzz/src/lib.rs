@@ -13,7 +13,8 @@
 //! (set by scripts/fuzz.sh).
 
 use distributed_counter_core::cms::Cms;
-use distributed_counter_core::crdt::{GCounter, PNCounter};
+use distributed_counter_core::crdt::{self, GCounter, PNCounter};
+use distributed_counter_core::hex;
 use distributed_counter_core::hash::hash_bytes;
 use distributed_counter_core::hll::{self, Hll};
 use distributed_counter_core::topk::TopK;
@@ -197,7 +198,40 @@ fn check_pncounter(c: &PNCounter) {
     assert_eq!(&m, c, "pncounter: merge with itself is not idempotent");
 }
 
+/// The merge aggregates' in-place path (`crdt::in_place`) on an arbitrary input merged
+/// into a valid state: it either declines, leaving a state that still decodes (a partial
+/// merge only raises counts), or gives exactly the full merge of the decoded input.
+fn check_merge_in_place<C>(data: &[u8], kind: u8, parts: usize, decode: fn(&[u8]) -> Option<C>, merge: fn(&C, &C) -> C, encode: fn(&C) -> Vec<u8>, base: C)
+where
+    C: PartialEq + std::fmt::Debug,
+{
+    let mut state = encode(&base);
+    let done = crdt::in_place::merge_in_place(&mut state, data, kind, parts);
+    let after = decode(&state).expect("crdt: the in-place merge left an undecodable state");
+    if done {
+        let input = decode(data).expect("crdt: the in-place merge accepted an invalid input");
+        assert_eq!(after, merge(&base, &input), "crdt: in-place merge differs from the full merge");
+    }
+}
+
 pub fn gcounter_decode(data: &[u8]) {
+    let mut base = GCounter::new();
+    for node in ["a", "b", "node-1", "\u{e9}t\u{e9}"] {
+        base.increment(node, 7).expect("valid increment");
+    }
+    check_merge_in_place(
+        data,
+        crdt::KIND_GCOUNTER,
+        1,
+        |b| GCounter::decode(b).ok(),
+        |a, b| {
+            let mut m = a.clone();
+            m.merge(b).expect("merge of valid counters");
+            m
+        },
+        GCounter::encode,
+        base,
+    );
     let Ok(g) = GCounter::decode(data) else {
         return;
     };
@@ -210,6 +244,24 @@ pub fn gcounter_decode(data: &[u8]) {
 }
 
 pub fn pncounter_decode(data: &[u8]) {
+    let mut base = PNCounter::new();
+    for node in ["a", "b", "node-1"] {
+        base.increment(node, 5).expect("valid increment");
+        base.decrement(node, 3).expect("valid decrement");
+    }
+    check_merge_in_place(
+        data,
+        crdt::KIND_PNCOUNTER,
+        2,
+        |b| PNCounter::decode(b).ok(),
+        |a, b| {
+            let mut m = a.clone();
+            m.merge(b).expect("merge of valid counters");
+            m
+        },
+        PNCounter::encode,
+        base,
+    );
     let Ok(c) = PNCounter::decode(data) else {
         return;
     };
@@ -239,4 +291,16 @@ pub fn pncounter_json(data: &[u8]) {
         return;
     };
     check_pncounter(&c);
+}
+
+/// The sketch types' text form: never a panic, and anything accepted round-trips.
+pub fn hex_text(data: &[u8]) {
+    let Ok(bytes) = hex::parse_hex(data, "hll") else {
+        return;
+    };
+    assert_eq!(
+        hex::to_hex(&bytes).to_ascii_lowercase(),
+        String::from_utf8_lossy(data).to_ascii_lowercase(),
+        "hex: accepted text does not round-trip"
+    );
 }

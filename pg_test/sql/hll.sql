@@ -84,7 +84,7 @@ SELECT md5(string_agg(users::text, ',' ORDER BY day)) AS fingerprint FROM daily 
 SELECT :'fingerprint' = :'restored' AS dump_restore_identical;
 \! dropdb --if-exists dc_regress_restore
 
--- bad input: each error has the SQLSTATE SPEC.md promises
+-- bad input: each error has the SQLSTATE docs/SQL.md promises
 \set VERBOSITY sqlstate
 SELECT 'nothex'::hll;                 -- 22P02
 SELECT '\x01'::hll;                   -- 22P02 (truncated)

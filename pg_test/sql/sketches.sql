@@ -122,7 +122,7 @@ SELECT cms_add(cms_add(cms_empty(0.5, 0.5), 1, 9223372036854775807), 1);  -- 220
 SELECT cms_union_agg(c) FROM (VALUES (cms_empty(0.01, 0.01)), (cms_empty(0.01, 0.001))) v(c);
 SELECT cms_add(cms_empty(), 5, -1);
 
--- bad input: each error has the SQLSTATE SPEC.md promises
+-- bad input: each error has the SQLSTATE docs/SQL.md promises
 \set VERBOSITY sqlstate
 SELECT 'nothex'::cms;                 -- 22P02
 SELECT '\x01'::cms;                   -- 22P02 (truncated)

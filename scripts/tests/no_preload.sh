@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SPEC: everything but the worker works without shared_preload_libraries. A cluster
+# docs/SQL.md: everything but the worker works without shared_preload_libraries. A cluster
 # that does not preload the library creates the extension and uses every type.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -108,40 +108,42 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
 /// Accepts pending invalidations, empties the cache if they touched it, and returns the
 /// relations for the schema of the function `fn_oid` (None if one is missing).
 unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
-    if !CALLBACK_REGISTERED.get() {
-        pg_sys::CacheRegisterRelcacheCallback(
-            Some(on_relcache_invalidation),
-            pg_sys::Datum::from(0usize),
-        );
-        CALLBACK_REGISTERED.set(true);
-    }
-    pg_sys::AcceptInvalidationMessages();
-    if STALE.replace(false) {
-        CACHE.with_borrow_mut(|c| *c = Cache::default());
-        WATCHED.set([pg_sys::InvalidOid; 3]);
-    }
-    if let Some(rels) = CACHE.with_borrow(|c| c.rels).filter(|r| r.fn_oid == fn_oid) {
-        return Some(rels);
-    }
-    let namespace = pg_sys::get_func_namespace(fn_oid);
-    let rels = Rels {
-        fn_oid,
-        namespace,
-        pending: relation(namespace, c"counter_pending"),
-        registry: relation(namespace, c"counter_registry"),
-        name_index: relation(namespace, c"counter_registry_name_key"),
-    };
-    if [rels.pending, rels.registry, rels.name_index].contains(&pg_sys::InvalidOid) {
-        return None;
-    }
-    CACHE.with_borrow_mut(|c| {
-        *c = Cache {
-            rels: Some(rels),
-            counters: HashMap::new(),
+    unsafe {
+        if !CALLBACK_REGISTERED.get() {
+            pg_sys::CacheRegisterRelcacheCallback(
+                Some(on_relcache_invalidation),
+                pg_sys::Datum::from(0usize),
+            );
+            CALLBACK_REGISTERED.set(true);
         }
-    });
-    WATCHED.set([rels.pending, rels.registry, rels.name_index]);
-    Some(rels)
+        pg_sys::AcceptInvalidationMessages();
+        if STALE.replace(false) {
+            CACHE.with_borrow_mut(|c| *c = Cache::default());
+            WATCHED.set([pg_sys::InvalidOid; 3]);
+        }
+        if let Some(rels) = CACHE.with_borrow(|c| c.rels).filter(|r| r.fn_oid == fn_oid) {
+            return Some(rels);
+        }
+        let namespace = pg_sys::get_func_namespace(fn_oid);
+        let rels = Rels {
+            fn_oid,
+            namespace,
+            pending: relation(namespace, c"counter_pending"),
+            registry: relation(namespace, c"counter_registry"),
+            name_index: relation(namespace, c"counter_registry_name_key"),
+        };
+        if [rels.pending, rels.registry, rels.name_index].contains(&pg_sys::InvalidOid) {
+            return None;
+        }
+        CACHE.with_borrow_mut(|c| {
+            *c = Cache {
+                rels: Some(rels),
+                counters: HashMap::new(),
+            }
+        });
+        WATCHED.set([rels.pending, rels.registry, rels.name_index]);
+        Some(rels)
+    }
 }
 
 /// The counter's (id, shards): cached, or looked up and cached. Under REPEATABLE READ
@@ -150,112 +152,123 @@ unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
 /// use nor fill the cache (and keep the SQL path's read of the registry row, with its
 /// predicate lock under SERIALIZABLE).
 unsafe fn find_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
-    let detoasted = pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(name.cast_mut_ptr()));
-    if std::ptr::read_volatile(&raw const pg_sys::XactIsoLevel)
-        >= pg_sys::XACT_REPEATABLE_READ as std::ffi::c_int
-    {
-        return lookup_counter(rels, detoasted);
-    }
-    let bytes = crate::fmgr::varlena_bytes(detoasted);
-    if let Some(&found) = CACHE
-        .with_borrow(|c| c.counters.get(bytes).copied())
-        .as_ref()
-    {
-        return Some(found);
-    }
-    let found = lookup_counter(rels, detoasted)?;
-    CACHE.with_borrow_mut(|c| {
-        if c.counters.len() >= CACHED_COUNTERS_MAX {
-            c.counters.clear();
+    unsafe {
+        let detoasted = pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(name.cast_mut_ptr()));
+        if std::ptr::read_volatile(&raw const pg_sys::XactIsoLevel)
+            >= pg_sys::XACT_REPEATABLE_READ as std::ffi::c_int
+        {
+            return lookup_counter(rels, detoasted);
         }
-        c.counters.insert(bytes.into(), found);
-    });
-    Some(found)
+        let bytes = crate::fmgr::varlena_bytes(detoasted);
+        if let Some(&found) = CACHE
+            .with_borrow(|c| c.counters.get(bytes).copied())
+            .as_ref()
+        {
+            return Some(found);
+        }
+        let found = lookup_counter(rels, detoasted)?;
+        CACHE.with_borrow_mut(|c| {
+            if c.counters.len() >= CACHED_COUNTERS_MAX {
+                c.counters.clear();
+            }
+            c.counters.insert(bytes.into(), found);
+        });
+        Some(found)
+    }
 }
 
 /// Payload length of a detoasted (possibly short-header) varlena.
 unsafe fn varlena_len(v: *mut pg_sys::varlena) -> usize {
-    crate::fmgr::varlena_bytes(pg_sys::Datum::from(v)).len()
+    unsafe { crate::fmgr::varlena_bytes(pg_sys::Datum::from(v)).len() }
 }
 
 unsafe fn relation(namespace: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
-    pg_sys::get_relname_relid(name.as_ptr(), namespace)
+    unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) }
 }
 
 unsafe fn may(rel: pg_sys::Oid, mode: pg_sys::AclMode) -> bool {
-    pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), mode) == pg_sys::AclResult::ACLCHECK_OK
+    unsafe {
+        pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), mode) == pg_sys::AclResult::ACLCHECK_OK
+    }
 }
 
 /// Whether the relation's first columns have exactly these types (none dropped), and,
 /// when `exact`, no others.
 unsafe fn has_columns(rel: pg_sys::Relation, types: &[pg_sys::Oid], exact: bool) -> bool {
-    let desc = (*rel).rd_att;
-    let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
-    let count_ok = if exact {
-        attrs.len() == types.len()
-    } else {
-        attrs.len() >= types.len()
-    };
-    count_ok
-        && attrs
-            .iter()
-            .zip(types)
-            .all(|(a, &t)| !a.attisdropped && a.atttypid == t)
+    unsafe {
+        let desc = (*rel).rd_att;
+        let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+        let count_ok = if exact {
+            attrs.len() == types.len()
+        } else {
+            attrs.len() >= types.len()
+        };
+        count_ok
+            && attrs
+                .iter()
+                .zip(types)
+                .all(|(a, &t)| !a.attisdropped && a.atttypid == t)
+    }
 }
 
 /// The counter's (id, shards), looked up through the registry's unique name index with
 /// a fresh snapshot (what the PL/pgSQL statement sees), or None.
 unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
-    let registry = pg_sys::table_open(rels.registry, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-    let desc = (*registry).rd_att;
-    // id, name, shards
-    let layout_ok = has_columns(
-        registry,
-        &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT4OID],
-        false,
-    );
-    let mut found = None;
-    if layout_ok {
-        // Compare with the column's collation, which the unique index was built with.
-        let collation = (*desc).attrs.as_slice(3)[1].attcollation;
-        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-        pg_sys::ScanKeyEntryInitialize(
-            &mut key,
-            0,
-            2,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::InvalidOid,
-            collation,
-            pg_sys::RegProcedure::from(pg_sys::F_TEXTEQ),
-            name,
+    unsafe {
+        let registry =
+            pg_sys::table_open(rels.registry, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let desc = (*registry).rd_att;
+        // id, name, shards
+        let layout_ok = has_columns(
+            registry,
+            &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT4OID],
+            false,
         );
-        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
-        let scan =
-            pg_sys::systable_beginscan(registry, rels.name_index, true, snapshot, 1, &mut key);
-        let tuple = pg_sys::systable_getnext(scan);
-        if !tuple.is_null() {
-            let mut values = [pg_sys::Datum::from(0usize); 3];
-            let mut nulls = [true; 3];
-            for (i, (v, n)) in values.iter_mut().zip(nulls.iter_mut()).enumerate() {
-                *v = pgrx::pg_sys::heap_getattr(tuple, i as i32 + 1, desc, n);
+        let mut found = None;
+        if layout_ok {
+            // Compare with the column's collation, which the unique index was built with.
+            let collation = (*desc).attrs.as_slice(3)[1].attcollation;
+            let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyEntryInitialize(
+                &mut key,
+                0,
+                2,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::InvalidOid,
+                collation,
+                pg_sys::RegProcedure::from(pg_sys::F_TEXTEQ),
+                name,
+            );
+            let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
+            let scan =
+                pg_sys::systable_beginscan(registry, rels.name_index, true, snapshot, 1, &mut key);
+            let tuple = pg_sys::systable_getnext(scan);
+            if !tuple.is_null() {
+                let mut values = [pg_sys::Datum::from(0usize); 3];
+                let mut nulls = [true; 3];
+                for (i, (v, n)) in values.iter_mut().zip(nulls.iter_mut()).enumerate() {
+                    *v = pgrx::pg_sys::heap_getattr(tuple, i as i32 + 1, desc, n);
+                }
+                if !nulls[0] && !nulls[2] {
+                    found = Some((values[0].value() as i32, values[2].value() as i32));
+                }
             }
-            if !nulls[0] && !nulls[2] {
-                found = Some((values[0].value() as i32, values[2].value() as i32));
-            }
+            pg_sys::systable_endscan(scan);
+            pg_sys::UnregisterSnapshot(snapshot);
         }
-        pg_sys::systable_endscan(scan);
-        pg_sys::UnregisterSnapshot(snapshot);
+        // Keep the lock to the end of the transaction, as the executor would.
+        pg_sys::table_close(registry, pg_sys::NoLock as pg_sys::LOCKMODE);
+        found
     }
-    // Keep the lock to the end of the transaction, as the executor would.
-    pg_sys::table_close(registry, pg_sys::NoLock as pg_sys::LOCKMODE);
-    found
 }
 
 /// Whether row level security applies to the current user on `rel` now (policies, or
 /// the table's RLS with `row_security = off`, which the SQL path turns into an ERROR).
 unsafe fn row_security_applies(rel: pg_sys::Oid) -> bool {
-    pg_sys::check_enable_rls(rel, pg_sys::InvalidOid, true)
-        == pg_sys::CheckEnableRlsResult::RLS_ENABLED as std::ffi::c_int
+    unsafe {
+        pg_sys::check_enable_rls(rel, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as std::ffi::c_int
+    }
 }
 
 /// Whether `counter_pending` is still the plain heap table sql/counters.sql creates, so
@@ -263,28 +276,30 @@ unsafe fn row_security_applies(rel: pg_sys::Oid) -> bool {
 /// trigger (foreign keys included), rule, CHECK constraint, identity or generated
 /// column, partitioning or other table access method; exactly its five columns.
 unsafe fn pending_is_plain(pending: pg_sys::Relation) -> bool {
-    let class = (*pending).rd_rel;
-    let desc = (*pending).rd_att;
-    let columns = [
-        pg_sys::INT4OID,        // counter_id
-        pg_sys::INT2OID,        // shard
-        pg_sys::TEXTOID,        // key
-        pg_sys::INT8OID,        // delta
-        pg_sys::TIMESTAMPTZOID, // added_at
-    ];
-    (*class).relkind as u8 == pg_sys::RELKIND_RELATION
-        && !(*class).relispartition
-        && (*class).relam == pg_sys::HEAP_TABLE_AM_OID
-        && (*pending).trigdesc.is_null()
-        && (*pending).rd_rules.is_null()
-        && !(*class).relrowsecurity
-        && ((*desc).constr.is_null() || (*(*desc).constr).num_check == 0)
-        && has_columns(pending, &columns, true)
-        && (*desc)
-            .attrs
-            .as_slice((*desc).natts as usize)
-            .iter()
-            .all(|a| a.attidentity == 0 && a.attgenerated == 0)
+    unsafe {
+        let class = (*pending).rd_rel;
+        let desc = (*pending).rd_att;
+        let columns = [
+            pg_sys::INT4OID,        // counter_id
+            pg_sys::INT2OID,        // shard
+            pg_sys::TEXTOID,        // key
+            pg_sys::INT8OID,        // delta
+            pg_sys::TIMESTAMPTZOID, // added_at
+        ];
+        (*class).relkind as u8 == pg_sys::RELKIND_RELATION
+            && !(*class).relispartition
+            && (*class).relam == pg_sys::HEAP_TABLE_AM_OID
+            && (*pending).trigdesc.is_null()
+            && (*pending).rd_rules.is_null()
+            && !(*class).relrowsecurity
+            && ((*desc).constr.is_null() || (*(*desc).constr).num_check == 0)
+            && has_columns(pending, &columns, true)
+            && (*desc)
+                .attrs
+                .as_slice((*desc).natts as usize)
+                .iter()
+                .all(|a| a.attidentity == 0 && a.attgenerated == 0)
+    }
 }
 
 /// Insert the delta row; false (nothing written) when the SQL path must handle the call.
@@ -300,102 +315,109 @@ unsafe fn fast_insert(
     key: *mut pg_sys::varlena,
     delta: pg_sys::Datum,
 ) -> bool {
-    // A read-only transaction (or a standby) gets the SQL path's 25006; a loaded
-    // permission-check hook (e.g. sepgsql) sees the SQL path's INSERT.
-    if std::ptr::read_volatile(&raw const pg_sys::XactReadOnly)
-        || std::ptr::read_volatile(&raw const pg_sys::ExecutorCheckPerms_hook).is_some()
-    {
-        return false;
-    }
-    // The privileges the SQL path's INSERT ... SELECT needs, checked on every call
-    // (USAGE on the schema too: the call may have been resolved before it was revoked).
-    let schema_usable = pg_sys::pg_namespace_aclcheck(
-        rels.namespace,
-        pg_sys::GetUserId(),
-        pg_sys::ACL_USAGE as pg_sys::AclMode,
-    ) == pg_sys::AclResult::ACLCHECK_OK;
-    if !schema_usable
-        || !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
-        || !may(rels.registry, pg_sys::ACL_SELECT as pg_sys::AclMode)
-        || row_security_applies(rels.registry)
-        || row_security_applies(rels.pending)
-    {
-        return false;
-    }
-    // ROW EXCLUSIVE on counter_pending before the cache is read, then the invalidations
-    // that arrived meanwhile: a registry change that could make an entry stale holds
-    // SHARE on counter_pending until it has sent its invalidation (src/counters/locks.rs),
-    // so no entry read after this point predates a change this transaction can see.
-    pg_sys::LockRelationOid(rels.pending, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-    pg_sys::AcceptInvalidationMessages();
-    if STALE.get() {
-        return false; // the next call starts from an empty cache
-    }
-    let Some((counter_id, shards)) = find_counter(rels, name) else {
-        return false;
-    };
-    if shards < 1 {
-        return false;
-    }
-    let pending = pg_sys::table_open(rels.pending, pg_sys::NoLock as pg_sys::LOCKMODE);
-    let mut inserted = false;
-    if pending_is_plain(pending) {
-        let indexes = pg_sys::CatalogOpenIndexes(pending);
-        let n = (*indexes).ri_NumIndices as usize;
-        let simple_indexes = (0..n).all(|i| {
-            let info = *(*indexes).ri_IndexRelationInfo.add(i);
-            let index = *(*indexes).ri_IndexRelationDescs.add(i);
-            (*info).ii_Expressions.is_null()
-                && (*info).ii_Predicate.is_null()
-                && (*info).ii_ExclusionOps.is_null()
-                && (!(*info).ii_Unique || (*(*index).rd_index).indimmediate)
-        });
-        if simple_indexes {
-            let shard = (pg_sys::MyProcPid % shards) as i16;
-            let mut values = [
-                pg_sys::Datum::from(counter_id),
-                pg_sys::Datum::from(shard),
-                pg_sys::Datum::from(key),
-                delta,
-                pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp()),
-            ];
-            let mut nulls = [false; 5];
-            let tuple =
-                pg_sys::heap_form_tuple((*pending).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-            // heap insert (toasting a long key if needed) + one entry per index
-            pg_sys::CatalogTupleInsertWithInfo(pending, tuple, indexes);
-            pg_sys::heap_freetuple(tuple);
-            inserted = true;
+    unsafe {
+        // A read-only transaction (or a standby) gets the SQL path's 25006; a loaded
+        // permission-check hook (e.g. sepgsql) sees the SQL path's INSERT.
+        if std::ptr::read_volatile(&raw const pg_sys::XactReadOnly)
+            || std::ptr::read_volatile(&raw const pg_sys::ExecutorCheckPerms_hook).is_some()
+        {
+            return false;
         }
-        pg_sys::CatalogCloseIndexes(indexes);
+        // The privileges the SQL path's INSERT ... SELECT needs, checked on every call
+        // (USAGE on the schema too: the call may have been resolved before it was revoked).
+        let schema_usable = pg_sys::pg_namespace_aclcheck(
+            rels.namespace,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK;
+        if !schema_usable
+            || !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
+            || !may(rels.registry, pg_sys::ACL_SELECT as pg_sys::AclMode)
+            || row_security_applies(rels.registry)
+            || row_security_applies(rels.pending)
+        {
+            return false;
+        }
+        // ROW EXCLUSIVE on counter_pending before the cache is read, then the invalidations
+        // that arrived meanwhile: a registry change that could make an entry stale holds
+        // SHARE on counter_pending until it has sent its invalidation (src/counters/locks.rs),
+        // so no entry read after this point predates a change this transaction can see.
+        pg_sys::LockRelationOid(rels.pending, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        pg_sys::AcceptInvalidationMessages();
+        if STALE.get() {
+            return false; // the next call starts from an empty cache
+        }
+        let Some((counter_id, shards)) = find_counter(rels, name) else {
+            return false;
+        };
+        if shards < 1 {
+            return false;
+        }
+        let pending = pg_sys::table_open(rels.pending, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let mut inserted = false;
+        if pending_is_plain(pending) {
+            let indexes = pg_sys::CatalogOpenIndexes(pending);
+            let n = (*indexes).ri_NumIndices as usize;
+            let simple_indexes = (0..n).all(|i| {
+                let info = *(*indexes).ri_IndexRelationInfo.add(i);
+                let index = *(*indexes).ri_IndexRelationDescs.add(i);
+                (*info).ii_Expressions.is_null()
+                    && (*info).ii_Predicate.is_null()
+                    && (*info).ii_ExclusionOps.is_null()
+                    && (!(*info).ii_Unique || (*(*index).rd_index).indimmediate)
+            });
+            if simple_indexes {
+                let shard = (pg_sys::MyProcPid % shards) as i16;
+                let mut values = [
+                    pg_sys::Datum::from(counter_id),
+                    pg_sys::Datum::from(shard),
+                    pg_sys::Datum::from(key),
+                    delta,
+                    pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp()),
+                ];
+                let mut nulls = [false; 5];
+                let tuple = pg_sys::heap_form_tuple(
+                    (*pending).rd_att,
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                );
+                // heap insert (toasting a long key if needed) + one entry per index
+                pg_sys::CatalogTupleInsertWithInfo(pending, tuple, indexes);
+                pg_sys::heap_freetuple(tuple);
+                inserted = true;
+            }
+            pg_sys::CatalogCloseIndexes(indexes);
+        }
+        pg_sys::table_close(pending, pg_sys::NoLock as pg_sys::LOCKMODE);
+        inserted
     }
-    pg_sys::table_close(pending, pg_sys::NoLock as pg_sys::LOCKMODE);
-    inserted
 }
 
 /// The general path: `<schema>._counter_add_sql(name, key, delta, request_id)`.
 unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> pg_sys::Datum {
-    let schema = pg_sys::quote_identifier(pg_sys::get_namespace_name(namespace));
-    let schema = CStr::from_ptr(schema).to_string_lossy();
-    let oids = [
-        pg_sys::TEXTOID,
-        pg_sys::TEXTOID,
-        pg_sys::INT8OID,
-        pg_sys::TEXTOID,
-    ];
-    let args: Vec<DatumWithOid> = oids
-        .iter()
-        .enumerate()
-        .map(|(i, &oid)| match arg(fcinfo, i) {
-            Some(d) => DatumWithOid::new(d, oid),
-            None => DatumWithOid::null_oid(oid),
-        })
-        .collect();
-    let added = Spi::get_one_with_args::<bool>(
-        &format!("SELECT {schema}._counter_add_sql($1, $2, $3, $4)"),
-        &args,
-    )
-    .unwrap_or_else(|e| error!("counter_add: {e}"))
-    .unwrap_or(false);
-    datum_bool(added)
+    unsafe {
+        let schema = pg_sys::quote_identifier(pg_sys::get_namespace_name(namespace));
+        let schema = CStr::from_ptr(schema).to_string_lossy();
+        let oids = [
+            pg_sys::TEXTOID,
+            pg_sys::TEXTOID,
+            pg_sys::INT8OID,
+            pg_sys::TEXTOID,
+        ];
+        let args: Vec<DatumWithOid> = oids
+            .iter()
+            .enumerate()
+            .map(|(i, &oid)| match arg(fcinfo, i) {
+                Some(d) => DatumWithOid::new(d, oid),
+                None => DatumWithOid::null_oid(oid),
+            })
+            .collect();
+        let added = Spi::get_one_with_args::<bool>(
+            &format!("SELECT {schema}._counter_add_sql($1, $2, $3, $4)"),
+            &args,
+        )
+        .unwrap_or_else(|e| error!("counter_add: {e}"))
+        .unwrap_or(false);
+        datum_bool(added)
+    }
 }

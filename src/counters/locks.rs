@@ -89,21 +89,26 @@ sql_function! {
 
 /// Take the compaction lock for the rest of the transaction; with `wait` false, give up
 /// (false) instead of waiting. Callable from the worker without a SQL round trip.
+///
+/// # Safety
+/// Call inside a transaction, in a backend connected to a database where the extension is installed.
 pub unsafe fn acquire_compaction_lock(wait: bool) -> bool {
-    let extension = pg_sys::get_extension_oid(c"distributed_counter".as_ptr(), false);
-    let tag = pg_sys::LOCKTAG {
-        locktag_field1: pg_sys::MyDatabaseId.to_u32(),
-        locktag_field2: pg_sys::ExtensionRelationId.to_u32(),
-        locktag_field3: extension.to_u32(),
-        locktag_field4: COMPACTION_LOCK_SUBID,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
-        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
-    };
-    let result = pg_sys::LockAcquire(
-        &tag,
-        pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
-        false,
-        !wait,
-    );
-    result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+    unsafe {
+        let extension = pg_sys::get_extension_oid(c"distributed_counter".as_ptr(), false);
+        let tag = pg_sys::LOCKTAG {
+            locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+            locktag_field2: pg_sys::ExtensionRelationId.to_u32(),
+            locktag_field3: extension.to_u32(),
+            locktag_field4: COMPACTION_LOCK_SUBID,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+            locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+        };
+        let result = pg_sys::LockAcquire(
+            &tag,
+            pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+            false,
+            !wait,
+        );
+        result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+    }
 }

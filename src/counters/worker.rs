@@ -474,34 +474,36 @@ unsafe fn call_function(
     fn_oid: pg_sys::Oid,
     args: &[Option<pg_sys::Datum>],
 ) -> Option<pg_sys::Datum> {
-    let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
-    pg_sys::fmgr_info(fn_oid, &mut flinfo);
-    if flinfo.fn_nargs as usize != args.len() {
-        error!(
-            "{WORKER_TYPE}: function {fn_oid:?} takes {} arguments",
-            flinfo.fn_nargs
-        );
+    unsafe {
+        let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
+        pg_sys::fmgr_info(fn_oid, &mut flinfo);
+        if flinfo.fn_nargs as usize != args.len() {
+            error!(
+                "{WORKER_TYPE}: function {fn_oid:?} takes {} arguments",
+                flinfo.fn_nargs
+            );
+        }
+        let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
+            + args.len() * std::mem::size_of::<pg_sys::NullableDatum>();
+        let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+        (*fcinfo).flinfo = &mut flinfo;
+        (*fcinfo).nargs = args.len() as i16;
+        (*fcinfo).fncollation = pg_sys::InvalidOid;
+        let slots = (*fcinfo).args.as_mut_slice(args.len());
+        for (slot, arg) in slots.iter_mut().zip(args) {
+            slot.isnull = arg.is_none();
+            slot.value = arg.unwrap_or(pg_sys::Datum::from(0usize));
+        }
+        let Some(entry) = flinfo.fn_addr else {
+            error!("{WORKER_TYPE}: function {fn_oid:?} has no entry point");
+        };
+        // Guarded: an ERROR inside becomes a Rust panic that `in_transaction` catches, logs
+        // and rolls back, instead of a longjmp across these frames.
+        let result = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| entry(fcinfo));
+        let is_null = (*fcinfo).isnull;
+        pg_sys::pfree(fcinfo.cast());
+        (!is_null).then_some(result)
     }
-    let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
-        + args.len() * std::mem::size_of::<pg_sys::NullableDatum>();
-    let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
-    (*fcinfo).flinfo = &mut flinfo;
-    (*fcinfo).nargs = args.len() as i16;
-    (*fcinfo).fncollation = pg_sys::InvalidOid;
-    let slots = (*fcinfo).args.as_mut_slice(args.len());
-    for (slot, arg) in slots.iter_mut().zip(args) {
-        slot.isnull = arg.is_none();
-        slot.value = arg.unwrap_or(pg_sys::Datum::from(0usize));
-    }
-    let Some(entry) = flinfo.fn_addr else {
-        error!("{WORKER_TYPE}: function {fn_oid:?} has no entry point");
-    };
-    // Guarded: an ERROR inside becomes a Rust panic that `in_transaction` catches, logs
-    // and rolls back, instead of a longjmp across these frames.
-    let result = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| entry(fcinfo));
-    let is_null = (*fcinfo).isnull;
-    pg_sys::pfree(fcinfo.cast());
-    (!is_null).then_some(result)
 }
 
 /// Run `body` in its own transaction. An ERROR (or panic) inside is caught: the

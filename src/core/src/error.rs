@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// What went wrong, in the terms SPEC.md uses for SQLSTATEs.
+/// What went wrong, in the terms docs/SQL.md uses for SQLSTATEs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Malformed text input (SQLSTATE 22P02).

@@ -1,5 +1,5 @@
 //! The one hash every sketch uses: XXH3-64 with a seed over a canonical byte
-//! encoding of the value (SPEC.md "Hashing").
+//! encoding of the value (docs/SQL.md, "Hashing").
 //!
 //! * integers (int2/int4/int8) hash as their value widened to a little-endian `i64`,
 //!   so `5::int2`, `5::int4` and `5::int8` collide on purpose;

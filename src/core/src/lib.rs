@@ -4,10 +4,13 @@
 //! Every stored form is `[format version][kind][params][payload]`, little-endian,
 //! and every decoder validates lengths, ranges and ordering before use.
 
+#![forbid(unsafe_code)]
+
 pub mod cms;
 pub mod crdt;
 pub mod error;
 pub mod hash;
+pub mod hex;
 pub mod hll;
 pub mod topk;
 

@@ -1,18 +1,4 @@
-// #[pg_test]s: SQL behaviour inside a backend (each test runs in a transaction that
-// is rolled back). Server-level behaviour (worker, parallel plans, dump/restore, COPY)
-// lives in pg_test/ and scripts/.
-
-use pgrx::prelude::*;
-
-fn one<T: pgrx::datum::FromDatum + pgrx::IntoDatum>(sql: &str) -> T {
-    Spi::get_one::<T>(sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .unwrap_or_else(|| panic!("{sql}: NULL"))
-}
-
-fn is_null(sql: &str) -> bool {
-    Spi::get_one::<pgrx::datum::AnyElement>(sql).map(|v| v.is_none()).unwrap_or(false)
-}
+// #[pg_test]s for hashing and hll; included into the tests module of src/lib.rs.
 
 // ---- hashing ----------------------------------------------------------------------------
 

@@ -2,20 +2,6 @@
 // lines here: the parent has them). Server-level checks (parallel plans, dump/restore,
 // COPY, fuzzed input) are in pg_test/sql/sketches.sql.
 
-fn sketch_sqlstate(sql: &str) -> (String, String) {
-    // Run `sql` in a PL/pgSQL block and report the SQLSTATE and hint it raised.
-    let block = format!(
-        "DO $do$ DECLARE st text; h text; BEGIN {sql}; RAISE EXCEPTION 'no error'; \
-         EXCEPTION WHEN OTHERS THEN GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, h = PG_EXCEPTION_HINT; \
-         PERFORM set_config('sketch_test.state', st, true); PERFORM set_config('sketch_test.hint', h, true); END $do$"
-    );
-    Spi::run(&block).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    (
-        one::<String>("SELECT current_setting('sketch_test.state')"),
-        one::<String>("SELECT current_setting('sketch_test.hint')"),
-    )
-}
-
 // ---- cms ---------------------------------------------------------------------------------
 
 #[pg_test]
@@ -37,9 +23,9 @@ fn cms_empty_and_parameters() {
         "{p}"
     );
     assert_eq!(one::<i64>("SELECT cms_count(cms_empty(), 42)"), 0);
-    assert_eq!(sketch_sqlstate("PERFORM cms_empty(0, 0.01)").0, "22023");
-    assert_eq!(sketch_sqlstate("PERFORM cms_empty(0.01, 1)").0, "22023");
-    assert_eq!(sketch_sqlstate("PERFORM cms_empty(1e-12, 0.01)").0, "22023");
+    assert_eq!(sql_error("SELECT cms_empty(0, 0.01)").state, "22023");
+    assert_eq!(sql_error("SELECT cms_empty(0.01, 1)").state, "22023");
+    assert_eq!(sql_error("SELECT cms_empty(1e-12, 0.01)").state, "22023");
     assert!(is_null("SELECT cms_empty(NULL, 0.01)"));
 }
 
@@ -77,20 +63,20 @@ fn cms_add_count_and_nulls() {
         one::<i64>("SELECT cms_total(cms_add(cms_empty(), 5, 0))"),
         0
     );
-    let (state, hint) = sketch_sqlstate("PERFORM cms_add(cms_empty(), 5, -1)");
+    let SqlError { state, hint } = sql_error("SELECT cms_add(cms_empty(), 5, -1)");
     assert_eq!(state, "22023");
     assert!(hint.contains(">= 0"), "{hint}");
     assert_eq!(
-        sketch_sqlstate(
-            "PERFORM cms_add_agg(g, -1::int8, 0.01, 0.01) FROM generate_series(1, 3) g"
+        sql_error(
+            "SELECT cms_add_agg(g, -1::int8, 0.01, 0.01) FROM generate_series(1, 3) g"
         )
-        .0,
+        .state,
         "22023"
     );
     // total overflow is 22003
     assert_eq!(
-        sketch_sqlstate("PERFORM cms_add(cms_add(cms_empty(0.1, 0.1), 1, 9223372036854775807), 2)")
-            .0,
+        sql_error("SELECT cms_add(cms_add(cms_empty(0.1, 0.1), 1, 9223372036854775807), 2)")
+            .state,
         "22003"
     );
 }
@@ -180,12 +166,12 @@ fn cms_union_equals_whole_and_mismatch_is_22023() {
     ));
     assert!(one::<bool>("SELECT (cms_add(cms_empty(), 1) || cms_add(cms_empty(), 2)) = cms_add(cms_add(cms_empty(), 2), 1)"));
     assert!(is_null("SELECT cms_union(cms_empty(), NULL)"));
-    let (state, hint) =
-        sketch_sqlstate("PERFORM cms_union(cms_empty(0.01, 0.01), cms_empty(0.001, 0.01))");
+    let SqlError { state, hint } =
+        sql_error("SELECT cms_union(cms_empty(0.01, 0.01), cms_empty(0.001, 0.01))");
     assert_eq!(state, "22023");
     assert!(hint.contains("same eps and delta"), "{hint}");
-    let (state, hint) = sketch_sqlstate(
-        "PERFORM cms_union_agg(s) FROM (VALUES (cms_empty(0.01, 0.01)), (cms_empty(0.01, 0.001))) v(s)",
+    let SqlError { state, hint } = sql_error(
+        "SELECT cms_union_agg(s) FROM (VALUES (cms_empty(0.01, 0.01)), (cms_empty(0.01, 0.001))) v(s)",
     );
     assert_eq!(state, "22023");
     assert!(hint.contains("same eps and delta"), "{hint}");
@@ -203,12 +189,12 @@ fn cms_io_casts_and_equality() {
         "SELECT cms_empty(0.1, 0.1) <> cms_add(cms_empty(0.1, 0.1), 1)"
     ));
     assert_eq!(one::<i64>("SELECT count(DISTINCT s) FROM (VALUES (cms_empty(0.1,0.1)), (cms_empty(0.1,0.1)), (cms_empty(0.2,0.1))) v(s)"), 2);
-    assert_eq!(sketch_sqlstate("PERFORM 'nothex'::cms").0, "22P02");
-    assert_eq!(sketch_sqlstate("PERFORM '\\x0110'::cms").0, "22P02");
-    assert_eq!(sketch_sqlstate("PERFORM '\\x0110'::bytea::cms").0, "22P03");
+    assert_eq!(sql_error("SELECT 'nothex'::cms").state, "22P02");
+    assert_eq!(sql_error("SELECT '\\x0110'::cms").state, "22P02");
+    assert_eq!(sql_error("SELECT '\\x0110'::bytea::cms").state, "22P03");
     // a counter changed so its row no longer sums to the total
     assert_eq!(
-        sketch_sqlstate("PERFORM set_byte(cms_add(cms_empty(0.5, 0.5), 1)::bytea, 40, 7)::cms").0,
+        sql_error("SELECT set_byte(cms_add(cms_empty(0.5, 0.5), 1)::bytea, 40, 7)::cms").state,
         "22P03"
     );
 }
@@ -282,18 +268,18 @@ fn topk_nulls_and_parameters() {
         0
     );
     assert_eq!(
-        sketch_sqlstate("PERFORM topk_add(topk_empty(), 1, -2)").0,
+        sql_error("SELECT topk_add(topk_empty(), 1, -2)").state,
         "22023"
     );
-    assert_eq!(sketch_sqlstate("PERFORM topk_empty(0)").0, "22023");
-    assert_eq!(sketch_sqlstate("PERFORM topk_empty(100001)").0, "22023");
+    assert_eq!(sql_error("SELECT topk_empty(0)").state, "22023");
+    assert_eq!(sql_error("SELECT topk_empty(100001)").state, "22023");
     assert_eq!(
-        sketch_sqlstate("PERFORM topk_add_agg(g, 0) FROM generate_series(1, 3) g").0,
+        sql_error("SELECT topk_add_agg(g, 0) FROM generate_series(1, 3) g").state,
         "22023"
     );
-    assert_eq!(sketch_sqlstate("PERFORM 'nothex'::topk").0, "22P02");
-    assert_eq!(sketch_sqlstate("PERFORM '\\x0120'::topk").0, "22P02");
-    assert_eq!(sketch_sqlstate("PERFORM '\\x0120'::bytea::topk").0, "22P03");
+    assert_eq!(sql_error("SELECT 'nothex'::topk").state, "22P02");
+    assert_eq!(sql_error("SELECT '\\x0120'::topk").state, "22P02");
+    assert_eq!(sql_error("SELECT '\\x0120'::bytea::topk").state, "22P03");
     assert!(one::<bool>("SELECT t::text::topk = t AND t::bytea::topk = t AND topk_send(t) = t::bytea FROM (SELECT topk_add_agg(g % 7) AS t FROM generate_series(1, 100) g) s"));
     // scalar and aggregate builds agree
     assert!(one::<bool>("SELECT topk_add(topk_add(topk_empty(), 'a'::text), 'b'::text) = (SELECT topk_add_agg(v) FROM unnest(ARRAY['b','a']) v)"));

@@ -2,23 +2,6 @@
 // SQL behaviour only: each test runs in one rolled-back transaction, so the worker never
 // sees these rows. Worker, crash and concurrency behaviour: scripts/tests/counters_*.sh.
 
-/// SQLSTATE raised by `sql` ('00000' when it succeeds), caught in a PL/pgSQL block so the
-/// test transaction survives.
-fn counters_sqlstate(sql: &str) -> String {
-    // Created once per session (tests may call this under another role).
-    if one::<bool>("SELECT to_regprocedure('pg_temp.counters_sqlstate_of(text)') IS NULL") {
-        Spi::run(
-            "CREATE FUNCTION pg_temp.counters_sqlstate_of(q text) RETURNS text
-             LANGUAGE plpgsql AS $$
-             BEGIN EXECUTE q; RETURN '00000';
-             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
-        )
-        .expect("create helper");
-    }
-    let quoted = sql.replace('\'', "''");
-    one::<String>(&format!("SELECT pg_temp.counters_sqlstate_of('{quoted}')"))
-}
-
 fn counters_value(name: &str, key: &str) -> i64 {
     one::<i64>(&format!("SELECT counter_value('{name}', '{key}')"))
 }
@@ -58,21 +41,21 @@ fn counters_create_rejects_bad_names() {
         too_long.as_str(),
     ] {
         let sql = format!("SELECT counter_create({})", pg_quote(bad));
-        assert_eq!(counters_sqlstate(&sql), "22023", "{bad:?}");
+        assert_eq!(sqlstate(&sql), "22023", "{bad:?}");
         // the same check guards every other entry point
         let sql = format!("SELECT counter_value({}, 'k')", pg_quote(bad));
-        assert_eq!(counters_sqlstate(&sql), "22023", "{bad:?}");
+        assert_eq!(sqlstate(&sql), "22023", "{bad:?}");
         let sql = format!("SELECT counter_add({}, 'k')", pg_quote(bad));
-        assert_eq!(counters_sqlstate(&sql), "22023", "{bad:?}");
+        assert_eq!(sqlstate(&sql), "22023", "{bad:?}");
     }
-    assert_eq!(counters_sqlstate("SELECT counter_create(NULL)"), "22004");
-    assert_eq!(counters_sqlstate("SELECT counter_create('ok', 0)"), "22023");
+    assert_eq!(sqlstate("SELECT counter_create(NULL)"), "22004");
+    assert_eq!(sqlstate("SELECT counter_create('ok', 0)"), "22023");
     assert_eq!(
-        counters_sqlstate("SELECT counter_create('ok', 1025)"),
+        sqlstate("SELECT counter_create('ok', 1025)"),
         "22023"
     );
     assert_eq!(
-        counters_sqlstate("SELECT counter_create('ok', NULL)"),
+        sqlstate("SELECT counter_create('ok', NULL)"),
         "22023"
     );
     // nothing was created, and the injection attempt did not drop anything
@@ -93,9 +76,9 @@ fn pg_quote(s: &str) -> String {
 #[pg_test]
 fn counters_create_existing_name_is_42710() {
     Spi::run("SELECT counter_create('dup')").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_create('dup')"), "42710");
+    assert_eq!(sqlstate("SELECT counter_create('dup')"), "42710");
     assert_eq!(
-        counters_sqlstate("SELECT counter_create('dup', 4)"),
+        sqlstate("SELECT counter_create('dup', 4)"),
         "42710"
     );
 }
@@ -110,7 +93,7 @@ fn counters_unknown_counter_is_42704() {
         "SELECT counter_set('nope', 'k', 1)",
         "SELECT counter_drop('nope')",
     ] {
-        assert_eq!(counters_sqlstate(sql), "42704", "{sql}");
+        assert_eq!(sqlstate(sql), "42704", "{sql}");
     }
 }
 
@@ -129,7 +112,7 @@ fn counters_nulls_are_22004() {
         "SELECT counter_set('c', 'k', NULL)",
         "SELECT counter_drop(NULL)",
     ] {
-        assert_eq!(counters_sqlstate(sql), "22004", "{sql}");
+        assert_eq!(sqlstate(sql), "22004", "{sql}");
     }
     // a NULL request_id just means "no dedupe"
     assert!(one::<bool>("SELECT counter_add('c', 'k', 1, NULL)"));
@@ -169,19 +152,19 @@ fn counters_add_and_read() {
 fn counters_key_and_request_id_limits() {
     Spi::run("SELECT counter_create('c')").unwrap();
     assert_eq!(
-        counters_sqlstate("SELECT counter_add('c', repeat('k', 2000))"),
+        sqlstate("SELECT counter_add('c', repeat('k', 2000))"),
         "00000"
     );
     assert_eq!(
-        counters_sqlstate("SELECT counter_add('c', repeat('k', 2001))"),
+        sqlstate("SELECT counter_add('c', repeat('k', 2001))"),
         "22023"
     );
     assert_eq!(
-        counters_sqlstate("SELECT counter_value('c', repeat('k', 2001))"),
+        sqlstate("SELECT counter_value('c', repeat('k', 2001))"),
         "22023"
     );
     assert_eq!(
-        counters_sqlstate("SELECT counter_add('c', 'k', 1, repeat('r', 513))"),
+        sqlstate("SELECT counter_add('c', 'k', 1, repeat('r', 513))"),
         "22023"
     );
     assert_eq!(
@@ -328,7 +311,7 @@ fn counters_compact_folds_exactly() {
     assert_eq!(one::<i64>("SELECT counter_compact()"), 0);
     assert_eq!(counters_value("d", "k"), 30);
     assert_eq!(
-        counters_sqlstate("SELECT counter_compact_batch(NULL, 0)"),
+        sqlstate("SELECT counter_compact_batch(NULL, 0)"),
         "22023"
     );
 }
@@ -352,7 +335,7 @@ fn counters_drop_and_recreate() {
     Spi::run("SELECT counter_compact()").unwrap();
     Spi::run("SELECT counter_add('c', 'k', 5)").unwrap();
     Spi::run("SELECT counter_drop('c')").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_value('c', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_value('c', 'k')"), "42704");
     assert_eq!(one::<i64>("SELECT count(*) FROM counter_totals"), 0);
     assert_eq!(one::<i64>("SELECT count(*) FROM counter_pending"), 0);
     assert_eq!(one::<i64>("SELECT count(*) FROM counter_requests"), 0);
@@ -384,12 +367,12 @@ fn counters_int8_overflow_is_22003_and_does_not_stall_compaction() {
     Spi::run("SELECT counter_add('c', 'big', 9223372036854775807)").unwrap();
     Spi::run("SELECT counter_add('c', 'small', 1)").unwrap();
     assert_eq!(
-        counters_sqlstate("SELECT counter_value('c', 'big')"),
+        sqlstate("SELECT counter_value('c', 'big')"),
         "22003"
     );
     assert_eq!(one::<i64>("SELECT counter_compact()"), 3);
     assert_eq!(
-        counters_sqlstate("SELECT counter_value('c', 'big')"),
+        sqlstate("SELECT counter_value('c', 'big')"),
         "22003"
     );
     Spi::run("SELECT counter_add('c', 'big', -9223372036854775807)").unwrap();
@@ -486,7 +469,7 @@ fn counters_add_honours_triggers_policies_and_checks() {
     assert_eq!(one::<i64>("SELECT count(*) FROM pg_temp.audit WHERE key = 'a'"), 1);
     Spi::run("DROP TRIGGER audit ON counter_pending").unwrap();
     Spi::run("ALTER TABLE counter_pending ADD CONSTRAINT small CHECK (delta < 100)").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('guarded', 'a', 100)"), "23514");
+    assert_eq!(sqlstate("SELECT counter_add('guarded', 'a', 100)"), "23514");
     Spi::run("ALTER TABLE counter_pending DROP CONSTRAINT small").unwrap();
     assert_eq!(counters_value("guarded", "a"), 2);
     // after the layout is back to stock, the fast path serves again (no trigger fires)
@@ -500,7 +483,7 @@ fn counters_add_honours_triggers_policies_and_checks() {
 #[pg_test]
 fn counters_add_checks_privileges() {
     Spi::run("SELECT counter_create('priv')").unwrap();
-    assert_eq!(counters_sqlstate("SELECT 1"), "00000");
+    assert_eq!(sqlstate("SELECT 1"), "00000");
     Spi::run("CREATE ROLE dc_counter_writer").unwrap();
     Spi::run(
         "DO $$ BEGIN EXECUTE format('GRANT USAGE ON SCHEMA %I TO dc_counter_writer',
@@ -509,15 +492,15 @@ fn counters_add_checks_privileges() {
     )
     .unwrap();
     Spi::run("SET LOCAL ROLE dc_counter_writer").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('priv', 'k')"), "42501");
+    assert_eq!(sqlstate("SELECT counter_add('priv', 'k')"), "42501");
     Spi::run("RESET ROLE").unwrap();
     Spi::run("GRANT SELECT ON counter_registry TO dc_counter_writer").unwrap();
     Spi::run("SET LOCAL ROLE dc_counter_writer").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('priv', 'k')"), "42501");
+    assert_eq!(sqlstate("SELECT counter_add('priv', 'k')"), "42501");
     Spi::run("RESET ROLE").unwrap();
     Spi::run("GRANT INSERT ON counter_pending TO dc_counter_writer").unwrap();
     Spi::run("SET LOCAL ROLE dc_counter_writer").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('priv', 'k', 4)"), "00000");
+    assert_eq!(sqlstate("SELECT counter_add('priv', 'k', 4)"), "00000");
     Spi::run("RESET ROLE").unwrap();
     assert_eq!(counters_value("priv", "k"), 4);
 }
@@ -527,10 +510,10 @@ fn counters_add_checks_privileges() {
 fn counters_add_in_a_read_only_transaction_is_25006() {
     Spi::run("SELECT counter_create('ro')").unwrap();
     Spi::run("SELECT counter_add('ro', 'k', 2)").unwrap();
-    assert_eq!(counters_sqlstate("SELECT 1"), "00000"); // creates the helper first
+    assert_eq!(sqlstate("SELECT 1"), "00000"); // creates the helper first
     Spi::run("SET LOCAL transaction_read_only = on").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('ro', 'k')"), "25006");
-    assert_eq!(counters_sqlstate("SELECT counter_add('ro', 'k', 1, 'req')"), "25006");
+    assert_eq!(sqlstate("SELECT counter_add('ro', 'k')"), "25006");
+    assert_eq!(sqlstate("SELECT counter_add('ro', 'k', 1, 'req')"), "25006");
     assert_eq!(counters_value("ro", "k"), 2);
 }
 
@@ -549,8 +532,8 @@ fn counters_add_finds_names_exactly() {
     for (i, name) in ["a", "a_", "a_b", "ab", "b", "z9", "_"].iter().enumerate() {
         assert_eq!(counters_value(name, "k"), i as i64 + 1, "{name}");
     }
-    assert_eq!(counters_sqlstate("SELECT counter_add('a_c', 'k')"), "42704");
-    assert_eq!(counters_sqlstate("SELECT counter_add('A', 'k')"), "22023");
+    assert_eq!(sqlstate("SELECT counter_add('a_c', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_add('A', 'k')"), "22023");
 }
 
 /// counter_add's per-backend (id, shards) cache follows every change of the registry:
@@ -577,7 +560,7 @@ fn counters_add_cache_follows_registry_changes() {
     let first = id();
     // drop: the cached entry must not be used
     Spi::run("SELECT counter_drop('cc')").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('cc', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_add('cc', 'k')"), "42704");
     // re-create with one shard: a new id, and shard 0 only
     Spi::run("SELECT counter_create('cc', 1)").unwrap();
     Spi::run("SELECT counter_add('cc', 'k', 2)").unwrap();
@@ -593,17 +576,17 @@ fn counters_add_cache_follows_registry_changes() {
     assert_eq!(counters_value("cc", "k"), 5);
     // a user's UPDATE of the name: the old name is unknown, the new one works
     Spi::run("UPDATE counter_registry SET name = 'cd' WHERE name = 'cc'").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('cc', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_add('cc', 'k')"), "42704");
     Spi::run("SELECT counter_add('cd', 'k')").unwrap();
     assert_eq!(counters_value("cd", "k"), 6);
     // a user's DELETE, then a TRUNCATE
     Spi::run("SELECT counter_create('cc')").unwrap();
     Spi::run("SELECT counter_add('cc', 'k')").unwrap();
     Spi::run("DELETE FROM counter_registry WHERE name = 'cc'").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('cc', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_add('cc', 'k')"), "42704");
     Spi::run("SELECT counter_add('cd', 'k')").unwrap();
     Spi::run("TRUNCATE counter_registry").unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('cd', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_add('cd', 'k')"), "42704");
     // a counter created in a subtransaction that rolls back is forgotten with it
     Spi::run("SELECT counter_create('ce')").unwrap();
     Spi::run(
@@ -632,7 +615,7 @@ fn counters_add_cache_follows_registry_changes() {
          END $$",
     )
     .unwrap();
-    assert_eq!(counters_sqlstate("SELECT counter_add('cf', 'k')"), "42704");
+    assert_eq!(sqlstate("SELECT counter_add('cf', 'k')"), "42704");
 }
 
 /// Compaction deletes the rows it picked by TID: the rows a batch reads stay
