@@ -2,10 +2,10 @@
 # The test suite, by layer. `./scripts/test.sh` (= `all`) is README's second command and
 # what .ci/run calls; docs/DEVELOPING.md says what each layer covers.
 #
-#   scripts/test.sh [all|lint|core|fuzz|pgrx|regress|scenarios|attack|upgrade] ...
+#   scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ...
 #
 #   all        setup (scripts/setup.sh), then every layer below, in this order
-#   lint       cargo fmt --check; cargo clippy -D warnings (extension and core)
+#   lint       cargo fmt --check; cargo clippy -D warnings (extension for 15 and 18, core)
 #   core       cargo test of src/core: unit, property and golden tests, no PostgreSQL
 #   fuzz       15 s of coverage-guided fuzzing per core decoder/parser (scripts/fuzz.sh)
 #   pgrx       #[pg_test]s inside a pgrx-managed PostgreSQL 15 (installs the debug build)
@@ -13,6 +13,7 @@
 #   scenarios  scripts/tests/*.sh: concurrency, faults, crashes, multi-node replication
 #   attack     hostile input (scripts/attack_sql.sh) and privilege attacks
 #              (scripts/security_attacks.sh)
+#   pg18       the #[pg_test]s again, on PostgreSQL 18 (cargo pgrx test pg18)
 #   upgrade    build every earlier release (scripts/releases.tsv), store every type with
 #              it, ALTER EXTENSION ... UPDATE to this build, check (scripts/upgrade_test.sh)
 #
@@ -28,6 +29,7 @@ layer_lint() {
   log "lint: cargo fmt --check; cargo clippy -- -D warnings"
   cargo fmt --all -- --check
   cargo clippy -q --features pg15 -- -D warnings
+  cargo clippy -q --no-default-features --features pg18 -- -D warnings
   cargo clippy -q -p distributed_counter_core --all-targets -- -D warnings
 }
 layer_core() {
@@ -45,6 +47,12 @@ layer_pgrx() {
   local data=/var/tmp/distributed_counter-pgrx
   install -d -o postgres -g postgres "$data"
   cargo pgrx test pg15 --runas postgres --pgdata "$data"
+}
+layer_pg18() {
+  log "pg18: cargo pgrx test pg18 (PostgreSQL 18 from scripts/setup.sh)"
+  local data=/var/tmp/distributed_counter-pgrx18
+  install -d -o postgres -g postgres "$data"
+  cargo pgrx test pg18 --runas postgres --pgdata "$data"
 }
 layer_regress() {
   log "regress: pg_regress against a preloaded cluster"
@@ -76,9 +84,9 @@ for layer in "${layers[@]}"; do
   case $layer in
     all)
       ./scripts/setup.sh
-      for l in lint core fuzz pgrx regress scenarios attack upgrade; do "layer_$l"; done
+      for l in lint core fuzz pg18 pgrx regress scenarios attack upgrade; do "layer_$l"; done
       log "all tests passed" ;;
-    lint|core|fuzz|pgrx|regress|scenarios|attack|upgrade) "layer_$layer" ;;
-    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|regress|scenarios|attack|upgrade] ..." >&2; exit 2 ;;
+    lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade) "layer_$layer" ;;
+    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ..." >&2; exit 2 ;;
   esac
 done

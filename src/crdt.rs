@@ -418,7 +418,7 @@ sql_function! {
 
     let mut replace = vec![false; natts];
     let mut changed = false;
-    for (i, attr) in (*tupdesc).attrs.as_slice(natts).iter().enumerate() {
+    for (i, attr) in crate::pg_compat::attributes(tupdesc).iter().enumerate() {
         if attr.attisdropped {
             continue;
         }

@@ -18,6 +18,7 @@ pub mod fmgr;
 pub mod guc;
 pub mod hashing;
 pub mod hll;
+pub mod pg_compat;
 pub mod topk;
 
 // The whole SQL surface, in dependency order. pgrx contributes no generated SQL: every

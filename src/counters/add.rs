@@ -197,7 +197,7 @@ unsafe fn may(rel: pg_sys::Oid, mode: pg_sys::AclMode) -> bool {
 unsafe fn has_columns(rel: pg_sys::Relation, types: &[pg_sys::Oid], exact: bool) -> bool {
     unsafe {
         let desc = (*rel).rd_att;
-        let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+        let attrs = crate::pg_compat::attributes(desc);
         let count_ok = if exact {
             attrs.len() == types.len()
         } else {
@@ -227,7 +227,7 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)>
         let mut found = None;
         if layout_ok {
             // Compare with the column's collation, which the unique index was built with.
-            let collation = (*desc).attrs.as_slice(3)[1].attcollation;
+            let collation = crate::pg_compat::attributes(desc)[1].attcollation;
             let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
             pg_sys::ScanKeyEntryInitialize(
                 &mut key,
@@ -294,9 +294,7 @@ unsafe fn pending_is_plain(pending: pg_sys::Relation) -> bool {
             && !(*class).relrowsecurity
             && ((*desc).constr.is_null() || (*(*desc).constr).num_check == 0)
             && has_columns(pending, &columns, true)
-            && (*desc)
-                .attrs
-                .as_slice((*desc).natts as usize)
+            && crate::pg_compat::attributes(desc)
                 .iter()
                 .all(|a| a.attidentity == 0 && a.attgenerated == 0)
     }
@@ -325,12 +323,7 @@ unsafe fn fast_insert(
         }
         // The privileges the SQL path's INSERT ... SELECT needs, checked on every call
         // (USAGE on the schema too: the call may have been resolved before it was revoked).
-        let schema_usable = pg_sys::pg_namespace_aclcheck(
-            rels.namespace,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_USAGE as pg_sys::AclMode,
-        ) == pg_sys::AclResult::ACLCHECK_OK;
-        if !schema_usable
+        if !crate::pg_compat::may_use_schema(rels.namespace)
             || !may(rels.pending, pg_sys::ACL_INSERT as pg_sys::AclMode)
             || !may(rels.registry, pg_sys::ACL_SELECT as pg_sys::AclMode)
             || row_security_applies(rels.registry)

@@ -278,7 +278,6 @@ fn compact_until_drained() -> i64 {
 /// [`VACUUM_EVERY_ROWS`]). No truncation: that would take an ACCESS EXCLUSIVE lock and
 /// stall the writers. Called outside any transaction; vacuum runs its own. An error is
 /// logged as a WARNING.
-#[cfg(feature = "pg15")]
 fn vacuum_pending() {
     let relid = in_transaction(c"distributed_counter: vacuuming", "vacuum", || {
         Extension::find_intact().map(|ext| ext.pending)
@@ -306,21 +305,7 @@ fn vacuum_pending() {
         );
     }
     let result: Result<(), String> = PgTryBuilder::new(|| unsafe {
-        let mut params = pg_sys::VacuumParams {
-            options: pg_sys::VACOPT_VACUUM | pg_sys::VACOPT_SKIP_LOCKED,
-            freeze_min_age: -1,
-            freeze_table_age: -1,
-            multixact_freeze_min_age: -1,
-            multixact_freeze_table_age: -1,
-            is_wraparound: false,
-            log_min_duration: -1,
-            index_cleanup: pg_sys::VacOptValue::VACOPTVALUE_AUTO,
-            truncate: pg_sys::VacOptValue::VACOPTVALUE_DISABLED,
-            nworkers: -1,
-        };
-        let rel = pg_sys::makeVacuumRelation(std::ptr::null_mut(), relid, std::ptr::null_mut());
-        let rels = pg_sys::lappend(std::ptr::null_mut(), rel.cast());
-        pg_sys::vacuum(rels, &mut params, std::ptr::null_mut(), true);
+        crate::pg_compat::vacuum_relation(relid);
         pg_sys::CommitTransactionCommand();
         Ok(())
     })
@@ -338,10 +323,6 @@ fn vacuum_pending() {
         warning!("{WORKER_TYPE}: vacuum of counter_pending failed: {message}");
     }
 }
-
-/// Other PostgreSQL versions: vacuum()'s signature differs; autovacuum alone reclaims.
-#[cfg(not(feature = "pg15"))]
-fn vacuum_pending() {}
 
 fn purge_requests() {
     in_transaction(
@@ -434,39 +415,36 @@ impl Extension {
 }
 
 /// The OIDs of counter_compact_batch(text, int4), counter_purge_requests(int4) and the
-/// table counter_pending that belong to the extension. Only pg_catalog objects are
-/// named (and the search_path is pinned to pg_catalog).
+/// table counter_pending that belong to the extension: always one row, NULLs where the
+/// extension (or the object) is absent. Only pg_catalog objects are named (and the
+/// search_path is pinned to pg_catalog).
 const EXTENSION_OBJECTS: &str = "
-    SELECT (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
-              ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
-             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-               AND d.refobjid = e.oid AND d.deptype = 'e'
-               AND p.proname = 'counter_compact_batch'
+    WITH e AS (SELECT x.oid FROM pg_catalog.pg_extension x WHERE x.extname = 'distributed_counter'),
+    member AS (SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, e
+                WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                  AND d.refobjid = e.oid AND d.deptype = 'e')
+    SELECT (SELECT p.oid FROM pg_catalog.pg_proc p JOIN member m
+              ON m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid
+             WHERE p.proname = 'counter_compact_batch'
                AND p.proargtypes = '25 23'::pg_catalog.oidvector),
-           (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
-              ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
-             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-               AND d.refobjid = e.oid AND d.deptype = 'e'
-               AND p.proname = 'counter_purge_requests'
+           (SELECT p.oid FROM pg_catalog.pg_proc p JOIN member m
+              ON m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid
+             WHERE p.proname = 'counter_purge_requests'
                AND p.proargtypes = '23'::pg_catalog.oidvector),
-           (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_depend d
-              ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
-             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-               AND d.refobjid = e.oid AND d.deptype = 'e'
-               AND c.relname = 'counter_pending' AND c.relkind = 'r')
-      FROM pg_catalog.pg_extension e
-     WHERE e.extname = 'distributed_counter'";
+           (SELECT c.oid FROM pg_catalog.pg_class c JOIN member m
+              ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid
+             WHERE c.relname = 'counter_pending' AND c.relkind = 'r')";
 
-/// The OID of the extension's `_counter_schema_intact()`.
+/// The OID of the extension's `_counter_schema_intact()` (one row, NULL when absent).
 const SCHEMA_CHECK_FUNCTION: &str = "
-    SELECT p.oid FROM pg_catalog.pg_extension e
-      JOIN pg_catalog.pg_depend d
-        ON d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-       AND d.refobjid = e.oid AND d.deptype = 'e'
-       AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-      JOIN pg_catalog.pg_proc p ON p.oid = d.objid
-     WHERE e.extname = 'distributed_counter'
-       AND p.proname = '_counter_schema_intact' AND p.pronargs = 0";
+    SELECT (SELECT p.oid FROM pg_catalog.pg_extension e
+              JOIN pg_catalog.pg_depend d
+                ON d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+               AND d.refobjid = e.oid AND d.deptype = 'e'
+               AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+              JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+             WHERE e.extname = 'distributed_counter'
+               AND p.proname = '_counter_schema_intact' AND p.pronargs = 0)";
 
 /// Call the function `fn_oid` through fmgr (which applies its `SET` clauses), with
 /// `None` for a NULL argument. Returns the result, None when it is NULL.
