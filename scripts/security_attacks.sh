@@ -376,6 +376,13 @@ for call in "SELECT counter_create('ng_c')" "SELECT counter_add('alice_likes', '
   expect_state grants "$call" 42501 -U nogrants -c "$call"
 done
 
+# The CRDT default node is the server's to set: a session crediting its increments to
+# another node's entry would make the per-node merge lose increments.
+expect_state grants "an unprivileged role sets distributed_counter.node_id" 55P02 -U nogrants \
+  -c "SET distributed_counter.node_id = 'another-node'"
+expect_state grants "set_config('distributed_counter.node_id', ...)" 55P02 -U nogrants \
+  -c "SELECT set_config('distributed_counter.node_id', 'another-node', false)"
+
 # The grants README.md documents for adding and reading are enough, and no more is needed.
 q -c "CREATE ROLE app LOGIN" -c "GRANT SELECT ON counter_registry TO app" \
   -c "GRANT INSERT ON counter_pending TO app" -c "GRANT SELECT, INSERT, UPDATE ON counter_requests TO app" \

@@ -12,9 +12,12 @@ use std::ffi::CString;
 /// relative standard error is about 0.782 / sqrt(2^p) (1.2% at p = 12).
 pub static HLL_DEFAULT_PRECISION: GucSetting<i32> = GucSetting::<i32>::new(12);
 
-/// `distributed_counter.node_id` (USERSET, default empty = the cluster's system
+/// `distributed_counter.node_id` (SIGHUP, default empty = the cluster's system
 /// identifier): the node name that `gcounter_increment` / `pncounter_*` credit when no
-/// node is given. Must be 1..63 bytes when set.
+/// node is given. Must be 1..63 bytes when set. Only the server configuration sets it
+/// (postgresql.conf or ALTER SYSTEM, then a reload): a session that could set it could
+/// credit its increments to another node's entry, and the per-node maximum of the merge
+/// would then lose increments across the cluster.
 pub static NODE_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// `distributed_counter.database` (POSTMASTER, default 'postgres'): the database the
@@ -56,7 +59,7 @@ pub fn register() {
         c"Node id credited by CRDT counter increments when none is given.",
         c"Empty means the cluster's system identifier. 1..63 bytes.",
         &NODE_ID,
-        GucContext::Userset,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     // A POSTMASTER-context GUC can only be defined while the postmaster loads the

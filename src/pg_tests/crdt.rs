@@ -82,21 +82,29 @@ fn crdt_increment_decrement_and_value() {
 }
 
 #[pg_test]
-fn crdt_default_node_follows_guc_then_system_identifier() {
-    Spi::run("SET LOCAL distributed_counter.node_id = 'node1'").unwrap();
-    assert_eq!(
-        crdt_text("SELECT gcounter_increment(NULL)::text"),
-        r#"{"node1":1}"#
-    );
-    assert_eq!(
-        crdt_text("SELECT pncounter_decrement(NULL, 3)::text"),
-        r#"{"p":{},"n":{"node1":3}}"#
-    );
-    Spi::run("SET LOCAL distributed_counter.node_id = ''").unwrap();
+fn crdt_default_node_is_the_system_identifier_and_no_session_sets_it() {
+    // The test cluster leaves node_id empty: the default node is the system identifier.
     let sysid: String = one("SELECT system_identifier::text FROM pg_control_system()");
     assert_eq!(
         crdt_text("SELECT gcounter_increment(NULL, 4)::text"),
         format!(r#"{{"{sysid}":4}}"#)
+    );
+    assert_eq!(
+        crdt_text("SELECT pncounter_decrement(NULL, 3)::text"),
+        format!(r#"{{"p":{{}},"n":{{"{sysid}":3}}}}"#)
+    );
+    // Only the server configuration sets it (sighup): not SET, not SET LOCAL, not
+    // set_config(), whoever asks (this test runs as a superuser).
+    for attempt in [
+        "SET distributed_counter.node_id = 'node1'",
+        "SET LOCAL distributed_counter.node_id = 'node1'",
+        "SELECT set_config('distributed_counter.node_id', 'node1', true)",
+    ] {
+        assert_eq!(sqlstate(attempt), "55P02", "{attempt}");
+    }
+    assert_eq!(
+        crdt_text("SELECT gcounter_increment(NULL)::text"),
+        format!(r#"{{"{sysid}":1}}"#)
     );
 }
 
@@ -157,11 +165,11 @@ fn crdt_null_behaviour() {
     assert!(is_null(
         "SELECT pncounter_merge_agg(c) FROM (SELECT NULL::pncounter c WHERE false) v"
     ));
-    // NULL counter = empty, NULL node = default node
-    Spi::run("SET LOCAL distributed_counter.node_id = 'me'").unwrap();
+    // NULL counter = empty, NULL node = default node (the system identifier here)
+    let sysid: String = one("SELECT system_identifier::text FROM pg_control_system()");
     assert_eq!(
         crdt_text("SELECT pncounter_increment(NULL, 2, NULL)::text"),
-        r#"{"p":{"me":2},"n":{}}"#
+        format!(r#"{{"p":{{"{sysid}":2}},"n":{{}}}}"#)
     );
     // NULL inputs are skipped by the aggregates
     assert_eq!(
