@@ -62,55 +62,43 @@ pub unsafe fn vacuum_relation(relid: pg_sys::Oid) {
     unsafe {
         let rel = pg_sys::makeVacuumRelation(std::ptr::null_mut(), relid, std::ptr::null_mut());
         let rels = pg_sys::lappend(std::ptr::null_mut(), rel.cast());
+        // (On 15 every field is named; 18 adds two, set below.)
+        #[allow(clippy::needless_update)]
+        let mut params = pg_sys::VacuumParams {
+            options: pg_sys::VACOPT_VACUUM | pg_sys::VACOPT_SKIP_LOCKED,
+            freeze_min_age: -1,
+            freeze_table_age: -1,
+            multixact_freeze_min_age: -1,
+            multixact_freeze_table_age: -1,
+            is_wraparound: false,
+            log_min_duration: -1,
+            index_cleanup: pg_sys::VacOptValue::VACOPTVALUE_AUTO,
+            truncate: pg_sys::VacOptValue::VACOPTVALUE_DISABLED,
+            nworkers: -1,
+            ..Default::default()
+        };
         #[cfg(feature = "pg15")]
-        {
-            let mut params = pg_sys::VacuumParams {
-                options: pg_sys::VACOPT_VACUUM | pg_sys::VACOPT_SKIP_LOCKED,
-                freeze_min_age: -1,
-                freeze_table_age: -1,
-                multixact_freeze_min_age: -1,
-                multixact_freeze_table_age: -1,
-                is_wraparound: false,
-                log_min_duration: -1,
-                index_cleanup: pg_sys::VacOptValue::VACOPTVALUE_AUTO,
-                truncate: pg_sys::VacOptValue::VACOPTVALUE_DISABLED,
-                nworkers: -1,
-            };
-            pg_sys::vacuum(rels, &mut params, std::ptr::null_mut(), true);
-        }
+        pg_sys::vacuum(rels, &mut params, std::ptr::null_mut(), true);
         #[cfg(feature = "pg18")]
         {
-            // What VACUUM itself uses unless the table says otherwise.
-            let rate = std::ffi::CStr::from_ptr(pg_sys::GetConfigOption(
-                c"vacuum_max_eager_freeze_failure_rate".as_ptr(),
-                false,
-                false,
-            ))
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.03);
             // Since 16 the main table and its TOAST table are processed only when asked
             // (PROCESS_MAIN/PROCESS_TOAST, on by default in VACUUM); the database-wide
             // statistics are left to autovacuum, as it does for itself.
-            let mut params = pg_sys::VacuumParams {
-                options: pg_sys::VACOPT_VACUUM
-                    | pg_sys::VACOPT_SKIP_LOCKED
-                    | pg_sys::VACOPT_PROCESS_MAIN
-                    | pg_sys::VACOPT_PROCESS_TOAST
-                    | pg_sys::VACOPT_SKIP_DATABASE_STATS,
-                freeze_min_age: -1,
-                freeze_table_age: -1,
-                multixact_freeze_min_age: -1,
-                multixact_freeze_table_age: -1,
-                is_wraparound: false,
-                log_min_duration: -1,
-                index_cleanup: pg_sys::VacOptValue::VACOPTVALUE_AUTO,
-                truncate: pg_sys::VacOptValue::VACOPTVALUE_DISABLED,
-                toast_parent: pg_sys::InvalidOid,
-                max_eager_freeze_failure_rate: rate,
-                nworkers: -1,
-            };
+            params.options |= pg_sys::VACOPT_PROCESS_MAIN
+                | pg_sys::VACOPT_PROCESS_TOAST
+                | pg_sys::VACOPT_SKIP_DATABASE_STATS;
+            params.toast_parent = pg_sys::InvalidOid;
+            // What VACUUM itself uses unless the table says otherwise.
+            params.max_eager_freeze_failure_rate =
+                std::ffi::CStr::from_ptr(pg_sys::GetConfigOption(
+                    c"vacuum_max_eager_freeze_failure_rate".as_ptr(),
+                    false,
+                    false,
+                ))
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.03);
             // Cross-transaction state, as ExecVacuum makes it (freed with PortalContext).
             let vac_context = pg_sys::AllocSetContextCreateInternal(
                 pg_sys::PortalContext,

@@ -15,9 +15,6 @@ pub fn parse_hex(text: &[u8], type_name: &str) -> Result<Vec<u8>, CoreError> {
             "{article} {type_name} text value starts with \\x followed by hexadecimal digits."
         )));
     };
-    if hex.len() % 2 != 0 {
-        return Err(syntax().with_detail("odd number of hexadecimal digits"));
-    }
     let digit = |c: u8, at: usize| -> Result<u8, CoreError> {
         match c {
             b'0'..=b'9' => Ok(c - b'0'),
@@ -28,6 +25,14 @@ pub fn parse_hex(text: &[u8], type_name: &str) -> Result<Vec<u8>, CoreError> {
             }
         }
     };
+    // Every character must be a digit (a space or a stray character is reported where it
+    // is, not as an odd count), then they must pair up.
+    for (at, &c) in hex.iter().enumerate() {
+        digit(c, at)?;
+    }
+    if hex.len() % 2 != 0 {
+        return Err(syntax().with_detail("odd number of hexadecimal digits"));
+    }
     let mut out = Vec::with_capacity(hex.len() / 2);
     for (i, pair) in hex.chunks_exact(2).enumerate() {
         out.push(digit(pair[0], 2 * i)? << 4 | digit(pair[1], 2 * i + 1)?);
@@ -61,6 +66,12 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidText);
         let e = parse_hex(b"\\x0g", "topk").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidText);
+        let e = parse_hex(b"\\x0a 1b", "hll").unwrap_err();
+        assert!(
+            e.detail.as_deref().is_some_and(|d| d.contains("offset 4")),
+            "{:?}",
+            e.detail
+        );
         assert_eq!(parse_hex(b"\\x", "hll").unwrap(), Vec::<u8>::new());
         assert_eq!(parse_hex(b"\\xA0ff", "hll").unwrap(), vec![0xa0, 0xff]);
     }

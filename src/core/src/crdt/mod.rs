@@ -86,9 +86,16 @@ fn too_many_nodes(type_name: &str) -> CoreError {
     .with_hint("use a small, stable set of node ids (one per replica)")
 }
 
-fn negative_amount(what: &str, n: i64) -> CoreError {
-    CoreError::invalid_parameter(format!("{what} amount must not be negative, got {n}"))
-        .with_hint("use pncounter_decrement to count down")
+fn negative_amount(type_name: &str, what: &str, n: i64) -> CoreError {
+    let hint = match (type_name, what) {
+        ("pncounter", "decrement") => "use pncounter_increment to count up",
+        ("pncounter", _) => "use pncounter_decrement to count down",
+        _ => "a gcounter only grows; a pncounter can also count down (pncounter_decrement)",
+    };
+    CoreError::invalid_parameter(format!(
+        "{type_name} {what} amount must not be negative, got {n}"
+    ))
+    .with_hint(hint)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -139,7 +146,7 @@ impl GCounter {
     fn increment_as(&mut self, node: &str, n: i64, type_name: &str, what: &str) -> Result<()> {
         validate_node_id(node)?;
         if n < 0 {
-            return Err(negative_amount(what, n));
+            return Err(negative_amount(type_name, what, n));
         }
         if n == 0 {
             return Ok(());
