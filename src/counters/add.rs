@@ -186,7 +186,8 @@ unsafe fn relation(namespace: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
     unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) }
 }
 
-unsafe fn may(rel: pg_sys::Oid, mode: pg_sys::AclMode) -> bool {
+/// Whether the current user holds `mode` on the relation `rel` (table-level grants).
+pub(super) unsafe fn may(rel: pg_sys::Oid, mode: pg_sys::AclMode) -> bool {
     unsafe {
         pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), mode) == pg_sys::AclResult::ACLCHECK_OK
     }

@@ -69,11 +69,7 @@ sql_function! {
             let namespace = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
             let pending = pg_sys::get_relname_relid(c"counter_pending".as_ptr(), namespace);
             let allowed = pending != pg_sys::InvalidOid
-                && pg_sys::pg_class_aclcheck(
-                    pending,
-                    pg_sys::GetUserId(),
-                    pg_sys::ACL_DELETE as pg_sys::AclMode,
-                ) == pg_sys::AclResult::ACLCHECK_OK;
+                && super::add::may(pending, pg_sys::ACL_DELETE as pg_sys::AclMode);
             if !allowed {
                 ereport!(
                     PgLogLevel::ERROR,

@@ -390,13 +390,15 @@ impl Extension {
             return None;
         }
         NAMESPACE_BUSY_SINCE.set(None);
-        let row = Spi::get_three::<pg_sys::Oid, pg_sys::Oid, pg_sys::Oid>(EXTENSION_OBJECTS)
-            .unwrap_or_else(|e| error!("looking up the extension: {e}"));
-        let (Some(compact_batch), Some(purge_requests), Some(pending)) = row else {
+        let oids = Spi::connect(|client| {
+            let row = client.select(EXTENSION_OBJECTS, Some(1), &[])?.first();
+            Ok::<_, pgrx::spi::Error>([row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?])
+        })
+        .unwrap_or_else(|e| error!("looking up the extension: {e}"));
+        let [Some(compact_batch), Some(purge_requests), Some(pending), Some(intact_fn)] = oids
+        else {
             return None;
         };
-        let intact_fn = Spi::get_one::<pg_sys::Oid>(SCHEMA_CHECK_FUNCTION)
-            .unwrap_or_else(|e| error!("looking up the extension: {e}"))?;
         let intact = unsafe { call_function(intact_fn, &[]) }.is_some_and(|d| d.value() != 0);
         let was_renamed = SCHEMA_WAS_RENAMED.replace(!intact);
         if !intact && !was_renamed {
@@ -414,37 +416,26 @@ impl Extension {
     }
 }
 
-/// The OIDs of counter_compact_batch(text, int4), counter_purge_requests(int4) and the
-/// table counter_pending that belong to the extension: always one row, NULLs where the
-/// extension (or the object) is absent. Only pg_catalog objects are named (and the
-/// search_path is pinned to pg_catalog).
+/// The OIDs of counter_compact_batch(text, int4), counter_purge_requests(int4), the
+/// table counter_pending and _counter_schema_intact() that belong to the extension:
+/// always one row, NULLs where the extension (or the object) is absent. Only pg_catalog
+/// objects are named (and the search_path is pinned to pg_catalog).
 const EXTENSION_OBJECTS: &str = "
     WITH e AS (SELECT x.oid FROM pg_catalog.pg_extension x WHERE x.extname = 'distributed_counter'),
     member AS (SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, e
                 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-                  AND d.refobjid = e.oid AND d.deptype = 'e')
-    SELECT (SELECT p.oid FROM pg_catalog.pg_proc p JOIN member m
-              ON m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid
-             WHERE p.proname = 'counter_compact_batch'
-               AND p.proargtypes = '25 23'::pg_catalog.oidvector),
-           (SELECT p.oid FROM pg_catalog.pg_proc p JOIN member m
-              ON m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid
-             WHERE p.proname = 'counter_purge_requests'
-               AND p.proargtypes = '23'::pg_catalog.oidvector),
+                  AND d.refobjid = e.oid AND d.deptype = 'e'),
+    func AS (SELECT p.oid, p.proname, p.proargtypes FROM pg_catalog.pg_proc p JOIN member m
+               ON m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid)
+    SELECT (SELECT f.oid FROM func f WHERE f.proname = 'counter_compact_batch'
+               AND f.proargtypes = '25 23'::pg_catalog.oidvector),
+           (SELECT f.oid FROM func f WHERE f.proname = 'counter_purge_requests'
+               AND f.proargtypes = '23'::pg_catalog.oidvector),
            (SELECT c.oid FROM pg_catalog.pg_class c JOIN member m
               ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid
-             WHERE c.relname = 'counter_pending' AND c.relkind = 'r')";
-
-/// The OID of the extension's `_counter_schema_intact()` (one row, NULL when absent).
-const SCHEMA_CHECK_FUNCTION: &str = "
-    SELECT (SELECT p.oid FROM pg_catalog.pg_extension e
-              JOIN pg_catalog.pg_depend d
-                ON d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-               AND d.refobjid = e.oid AND d.deptype = 'e'
-               AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-              JOIN pg_catalog.pg_proc p ON p.oid = d.objid
-             WHERE e.extname = 'distributed_counter'
-               AND p.proname = '_counter_schema_intact' AND p.pronargs = 0)";
+             WHERE c.relname = 'counter_pending' AND c.relkind = 'r'),
+           (SELECT f.oid FROM func f WHERE f.proname = '_counter_schema_intact'
+               AND f.proargtypes = ''::pg_catalog.oidvector)";
 
 /// Call the function `fn_oid` through fmgr (which applies its `SET` clauses), with
 /// `None` for a NULL argument. Returns the result, None when it is NULL.
