@@ -1,9 +1,8 @@
 -- Sample data for the tour: page views by user over 30 days, in database dc_demo.
--- distributed_counter in schema dc, postgresql-hll in schema phll (both have a type hll).
+-- distributed_counter in schema dc (scripts/demo.sh adds postgresql-hll in schema phll
+-- where it is installed: both have a type hll).
 CREATE SCHEMA dc;
 CREATE EXTENSION distributed_counter SCHEMA dc;
-CREATE SCHEMA phll;
-CREATE EXTENSION hll SCHEMA phll;
 ALTER DATABASE dc_demo SET search_path = public, dc;
 SET search_path = public, dc;
 

@@ -5,16 +5,18 @@
 # valid value (which then survives its basic functions) or fail with the SQLSTATE
 # docs/SQL.md promises (22P02 text, 22P03 binary); anything else, or a server restart
 # (pg_postmaster_start_time), fails the run. Prints a table of outcomes per type/path.
-# Usage: scripts/attack_sql.sh [N]   (expects the extension installed, e.g. by cargo pgrx test)
+# Usage: [PG_MAJOR=15|18] scripts/attack_sql.sh [N]
+# (expects the extension installed in that PostgreSQL, e.g. by cargo pgrx test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/pg.sh
 N=${1:-10000}
 PORT=${DC_TEST_PORT:-5498}
-./scripts/cluster.sh dc_test "$PORT"
+pg_cluster_up dc_test "$PORT"
 # synchronize_seqscans off: every path must see the same N inputs in the same order
 q() { runuser -u postgres -- env PGOPTIONS="-c synchronize_seqscans=off" psql -X -q -At -v ON_ERROR_STOP=1 -h localhost -p "$PORT" "$@"; }
 q -d postgres -c "DROP DATABASE IF EXISTS dc_attack WITH (FORCE)" -c "CREATE DATABASE dc_attack"
-DIR=/var/tmp/distributed_counter-attack
+DIR=/var/tmp/distributed_counter-attack-pg$PG_MAJOR
 rm -rf "$DIR"; install -d -o postgres -g postgres "$DIR"
 started=$(q -d dc_attack -c "SELECT pg_postmaster_start_time()")
 q -d dc_attack <<SQL

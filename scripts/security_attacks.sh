@@ -18,11 +18,12 @@
 # 'attackdb', owned by the unprivileged role mallory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/pg.sh   # PG_MAJOR=15|18
 PORT=5530
 CLUSTER=dc_attack
-./scripts/cluster.sh "$CLUSTER" "$PORT" "distributed_counter.database = 'attackdb'" \
+pg_cluster_up "$CLUSTER" "$PORT" "distributed_counter.database = 'attackdb'" \
   "distributed_counter.compact_interval = 100"
-trap 'pg_ctlcluster 15 $CLUSTER stop -m fast >/dev/null 2>&1 || true' EXIT
+trap 'pg_cluster_stop $CLUSTER' EXIT
 
 CLEAN_SESSION="-c client_min_messages=warning -c role=none -c search_path=public -c enable_tidscan=on -c enable_indexscan=on -c statement_timeout=0 -c lock_timeout=0 -c default_transaction_read_only=off -c default_transaction_isolation=read\\ committed -c plpgsql.extra_errors=none"
 declare -A count=()
@@ -62,9 +63,9 @@ wait_for() { # seconds SQL expected: poll until the query returns the value
     sleep 0.2
   done
 }
-restart() { pg_ctlcluster 15 "$CLUSTER" restart -m fast 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&-; }
+restart() { pg_cluster_ctl "$CLUSTER" restart -m fast; }
 
-echo "security: setting up cluster $CLUSTER, database attackdb owned by mallory"
+echo "security: PostgreSQL $PG_MAJOR, setting up cluster $CLUSTER, database attackdb owned by mallory"
 q -d postgres -c "DROP DATABASE IF EXISTS attackdb WITH (FORCE)"
 for r in mallory alice bob nogrants app; do
   q -d postgres -c "DROP ROLE IF EXISTS $r" 2>/dev/null || true
@@ -72,8 +73,8 @@ done
 q -d postgres -c "CREATE ROLE mallory LOGIN CREATEROLE" -c "CREATE ROLE alice LOGIN" \
   -c "CREATE ROLE bob LOGIN" -c "CREATE ROLE nogrants LOGIN" \
   -c "CREATE DATABASE attackdb OWNER mallory"
-# The default install: the extension in public, which a PostgreSQL 15 database owner owns
-# (pg_database_owner) and may therefore rename.
+# The default install: the extension in public, which the database owner owns (since
+# PostgreSQL 15, through pg_database_owner) and may therefore rename.
 q -c "CREATE EXTENSION distributed_counter"
 restart
 wait_for 30 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'" 1
@@ -217,7 +218,7 @@ q -U mallory -c "DO \$\$ BEGIN END \$\$" -c "ALTER DATABASE attackdb SET search_
   -c "ALTER DATABASE attackdb SET role = mallory" \
   -c "ALTER DATABASE attackdb SET enable_tidscan = off" -c "ALTER DATABASE attackdb SET enable_indexscan = off" \
   -c "ALTER DATABASE attackdb SET vacuum_cost_delay = 100"
-LOG=/var/log/postgresql/postgresql-15-$CLUSTER.log
+LOG=$(pg_cluster_log "$CLUSTER")
 log_mark=$(stat -c %s "$LOG")
 restart
 wait_for 30 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'" 1
@@ -238,7 +239,7 @@ q -U mallory -c "ALTER DATABASE attackdb RESET ALL"
 restart
 wait_for 30 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor'" 1
 
-# Renaming the extension's schema: the database owner owns public (PostgreSQL 15),
+# Renaming the extension's schema: the database owner owns public (PostgreSQL 15+),
 # renames it and puts a schema of its own, with look-alike objects, under the old name.
 echo "security: renaming the extension's schema under the worker"
 wait_for 30 "SELECT count(*) FROM counter_pending" 0 || true

@@ -2,23 +2,26 @@
 # The test suite, by layer. `./scripts/test.sh` (= `all`) is README's second command and
 # what .ci/run calls; docs/DEVELOPING.md says what each layer covers.
 #
-#   scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ...
+#   [PG_MAJOR=15|18] scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ...
 #
-#   all        setup (scripts/setup.sh), then every layer below, in this order
+#   all        setup (scripts/setup.sh), then every layer below, in this order, on
+#              PostgreSQL 18 (the pg18 layer) and 15 (the rest)
 #   lint       cargo fmt --check; cargo clippy -D warnings (extension for 15 and 18, core)
 #   core       cargo test of src/core: unit, property and golden tests, no PostgreSQL
 #   fuzz       15 s of coverage-guided fuzzing per core decoder/parser (scripts/fuzz.sh)
-#   pgrx       #[pg_test]s inside a pgrx-managed PostgreSQL 15 (installs the debug build)
+#   pg18       pgrx, regress, scenarios, attack and upgrade on PostgreSQL 18
+#   pgrx       #[pg_test]s inside a pgrx-managed PostgreSQL (installs the debug build)
 #   regress    pg_regress files in pg_test/ against a preloaded cluster of our own
 #   scenarios  scripts/tests/*.sh: concurrency, faults, crashes, multi-node replication
 #   attack     hostile input (scripts/attack_sql.sh) and privilege attacks
 #              (scripts/security_attacks.sh)
-#   pg18       the #[pg_test]s again, on PostgreSQL 18 (cargo pgrx test pg18)
 #   upgrade    build every earlier release (scripts/releases.tsv), store every type with
 #              it, ALTER EXTENSION ... UPDATE to this build, check (scripts/upgrade_test.sh)
 #
-# Only `all` runs setup; the single layers assume it ran once. regress, scenarios and
-# attack use the build that `pgrx` (or `cargo pgrx install`) installed last.
+# pgrx, regress, scenarios and attack run on the PostgreSQL of PG_MAJOR (15 unless set;
+# scripts/lib/pg.sh). Only `all` runs setup; the single layers assume it ran once.
+# regress, scenarios and attack use the build that `pgrx` (or `cargo pgrx install`)
+# installed last into that PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -43,34 +46,33 @@ layer_fuzz() {
   ./scripts/fuzz.sh 15
 }
 layer_pgrx() {
-  log "pgrx: cargo pgrx test pg15"
-  local data=/var/tmp/distributed_counter-pgrx
+  local major=${PG_MAJOR:-15} data
+  log "pgrx: cargo pgrx test pg$major"
+  data=/var/tmp/distributed_counter-pgrx$([ "$major" = 15 ] || echo "$major")
   install -d -o postgres -g postgres "$data"
-  cargo pgrx test pg15 --runas postgres --pgdata "$data"
-}
-layer_pg18() {
-  log "pg18: cargo pgrx test pg18 (PostgreSQL 18 from scripts/setup.sh)"
-  local data=/var/tmp/distributed_counter-pgrx18
-  install -d -o postgres -g postgres "$data"
-  cargo pgrx test pg18 --runas postgres --pgdata "$data"
+  cargo pgrx test "pg$major" --runas postgres --pgdata "$data"
 }
 layer_regress() {
-  log "regress: pg_regress against a preloaded cluster"
+  log "regress: pg_regress against a preloaded PostgreSQL ${PG_MAJOR:-15} cluster"
   ./scripts/regress.sh
 }
 layer_scenarios() {
   local t
   for t in scripts/tests/*.sh; do
     [ -e "$t" ] || continue
-    log "scenario: $t"
+    log "scenario (PostgreSQL ${PG_MAJOR:-15}): $t"
     bash "$t"
   done
 }
 layer_attack() {
-  log "attack: 2,000 random/mutated inputs per type and path + resource attacks (scripts/attack_sql.sh)"
+  log "attack (PostgreSQL ${PG_MAJOR:-15}): 2,000 random/mutated inputs per type and path + resource attacks (scripts/attack_sql.sh)"
   ./scripts/attack_sql.sh 2000
-  log "attack: privilege attacks as unprivileged roles (scripts/security_attacks.sh)"
+  log "attack (PostgreSQL ${PG_MAJOR:-15}): privilege attacks as unprivileged roles (scripts/security_attacks.sh)"
   ./scripts/security_attacks.sh
+}
+# The server layers again on PostgreSQL 18 (the wheel scripts/setup.sh installs).
+layer_pg18() {
+  (export PG_MAJOR=18; for l in pgrx regress scenarios attack upgrade; do "layer_$l"; done)
 }
 
 layer_upgrade() {
@@ -84,8 +86,9 @@ for layer in "${layers[@]}"; do
   case $layer in
     all)
       ./scripts/setup.sh
-      for l in lint core fuzz pg18 pgrx regress scenarios attack upgrade; do "layer_$l"; done
-      log "all tests passed" ;;
+      for l in lint core fuzz pg18; do "layer_$l"; done
+      (export PG_MAJOR=15; for l in pgrx regress scenarios attack upgrade; do "layer_$l"; done)
+      log "all tests passed (PostgreSQL 18 and 15)" ;;
     lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade) "layer_$layer" ;;
     *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ..." >&2; exit 2 ;;
   esac

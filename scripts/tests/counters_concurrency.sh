@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Scenario test for sharded counters against the preloaded cluster dc_test (port 5498),
 # with the compaction worker compacting throughout (compact_interval lowered via ALTER
-# SYSTEM). Uses the build installed into /usr/lib/postgresql/15 (cargo pgrx test does
-# that); run it under the install lock:
+# SYSTEM). Uses the build installed into the PostgreSQL of PG_MAJOR (scripts/lib/pg.sh;
+# cargo pgrx test does that); run it under the install lock:
 #   flock /tmp/distributed_counter.pg.lock scripts/tests/counters_concurrency.sh
 # Checks: (a) exactness under many concurrent pgbench writers of one hot key and of
 # many keys, with readers that must never see a counter go backwards; (b) crash safety:
@@ -13,10 +13,11 @@
 # Loopback only, bounded in time (~2 min), cleans up, exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib/pg.sh
 PORT=${DC_TEST_PORT:-5498}
 CLUSTER=dc_test
-BIN=/usr/lib/postgresql/15/bin
-LOG=/var/log/postgresql/postgresql-15-$CLUSTER.log
+BIN=$PG_BIN
+LOG=$(pg_cluster_log "$CLUSTER")
 WORK=$(mktemp -d /tmp/counters_concurrency.XXXXXX)
 chmod 755 "$WORK"
 LOG_OFFSET=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
@@ -28,9 +29,7 @@ bench() { "$BIN/pgbench" -h localhost -p "$PORT" -U postgres -n "$@" postgres; }
 say() { printf '\033[1;34m[counters]\033[0m %s\n' "$*"; }
 fail() { printf '\033[1;31m[counters] FAIL:\033[0m %s\n' "$*" >&2; exit 1; }
 check_eq() { [ "$1" == "$2" ] || fail "$3: got '$1', want '$2'"; say "ok: $3 ($1)"; }
-# Start the cluster with inherited descriptors closed (a caller's flock must not be
-# kept by the daemonised postmaster).
-start_cluster() { pg_ctlcluster 15 "$CLUSTER" start 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&-; }
+start_cluster() { pg_cluster_ctl "$CLUSTER" start; }
 wait_ready() {
   for _ in $(seq 1 120); do q "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.5; done
   fail "server did not come back"
@@ -74,10 +73,10 @@ SQL
 }
 trap cleanup EXIT
 
-say "cluster $CLUSTER on port $PORT"
-./scripts/cluster.sh "$CLUSTER" "$PORT" 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&-
+say "PostgreSQL $PG_MAJOR, cluster $CLUSTER on port $PORT"
+pg_cluster_up "$CLUSTER" "$PORT"
 wait_ready
-# The worker serves database 'postgres' (cluster.sh). Re-create the extension there, so
+# The worker serves database 'postgres' (pg_cluster_up). Re-create the extension there, so
 # its SQL objects are those of the installed build, not of whatever version this
 # long-lived test cluster last saw.
 q "DROP EXTENSION IF EXISTS distributed_counter CASCADE" >/dev/null
@@ -226,25 +225,29 @@ q "ALTER SYSTEM SET distributed_counter.worker_enabled = on" >/dev/null; q "SELE
 # With JIT forced for every statement (jit_above_cost = 0) and jit_dump_bitcode on, each
 # compiled module is written to <pid>.<n>.bc in the data directory: the worker must
 # write none while it compacts, and a client's query must (so the check can fail).
-say "(f) with JIT forced for every statement, the worker compiles nothing"
-datadir=$(q "SHOW data_directory")
-rm -f "$datadir"/*.bc
-q "ALTER SYSTEM SET jit_above_cost = 0" >/dev/null
-q "ALTER SYSTEM SET jit_dump_bitcode = on" >/dev/null
-q "SELECT pg_reload_conf()" >/dev/null
-wpid=$(worker_pid)
-q "SELECT counter_create('cc_jit', 4)" >/dev/null
-for _ in $(seq 1 20); do q "SELECT counter_add('cc_jit', 'k')" >/dev/null; done
-sleep 1
-wait_drained cc_jit
-check_eq "$(q "SELECT counter_value('cc_jit', 'k')")" 20 "cc_jit exact after compaction"
-client=$(q "SELECT pg_backend_pid() FROM (SELECT sum(x) FROM generate_series(1, 10) x) s")
-[ -n "$(ls "$datadir/$client".*.bc 2>/dev/null)" ] || fail "a client's forced-JIT query wrote no bitcode: the check below would prove nothing"
-check_eq "$(ls "$datadir/$wpid".*.bc 2>/dev/null | wc -l)" 0 "bitcode modules compiled by the worker (pid $wpid)"
-q "ALTER SYSTEM RESET jit_above_cost" >/dev/null
-q "ALTER SYSTEM RESET jit_dump_bitcode" >/dev/null
-q "SELECT pg_reload_conf()" >/dev/null
-rm -f "$datadir"/*.bc
+if [ "$(q "SELECT pg_jit_available()")" = t ]; then
+  say "(f) with JIT forced for every statement, the worker compiles nothing"
+  datadir=$(q "SHOW data_directory")
+  rm -f "$datadir"/*.bc
+  q "ALTER SYSTEM SET jit_above_cost = 0" >/dev/null
+  q "ALTER SYSTEM SET jit_dump_bitcode = on" >/dev/null
+  q "SELECT pg_reload_conf()" >/dev/null
+  wpid=$(worker_pid)
+  q "SELECT counter_create('cc_jit', 4)" >/dev/null
+  for _ in $(seq 1 20); do q "SELECT counter_add('cc_jit', 'k')" >/dev/null; done
+  sleep 1
+  wait_drained cc_jit
+  check_eq "$(q "SELECT counter_value('cc_jit', 'k')")" 20 "cc_jit exact after compaction"
+  client=$(q "SELECT pg_backend_pid() FROM (SELECT sum(x) FROM generate_series(1, 10) x) s")
+  [ -n "$(ls "$datadir/$client".*.bc 2>/dev/null)" ] || fail "a client's forced-JIT query wrote no bitcode: the check below would prove nothing"
+  check_eq "$(ls "$datadir/$wpid".*.bc 2>/dev/null | wc -l)" 0 "bitcode modules compiled by the worker (pid $wpid)"
+  q "ALTER SYSTEM RESET jit_above_cost" >/dev/null
+  q "ALTER SYSTEM RESET jit_dump_bitcode" >/dev/null
+  q "SELECT pg_reload_conf()" >/dev/null
+  rm -f "$datadir"/*.bc
+else
+  say "(f) skipped: this PostgreSQL build has no JIT provider (pg_jit_available() is false)"
+fi
 
 # ---- SIGHUP, ERROR inside a pass, SIGTERM ----------------------------------------------
 say "SIGHUP: worker_enabled = off pauses compaction, on resumes it"
@@ -303,7 +306,7 @@ timeout 60 "$BIN/pgbench" -h localhost -p "$PORT" -U postgres -n -c 16 -j 2 -T 3
 sleep 4
 pending=$(q "SELECT pending_rows FROM counter_stats WHERE name = 'cc_crash'")
 say "stopping -m immediate ($pending rows pending, worker compacting)"
-pg_ctlcluster 15 "$CLUSTER" stop -m immediate
+pg_cluster_ctl "$CLUSTER" stop -m immediate
 wait $b || true
 start_cluster
 wait_ready

@@ -7,10 +7,11 @@
 # Cluster dc_test (port 5498, preloaded); loopback only; ~1-2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib/pg.sh
 PORT=${DC_TEST_PORT:-5498}
 CLUSTER=dc_test
-BIN=/usr/lib/postgresql/15/bin
-./scripts/cluster.sh "$CLUSTER" "$PORT"
+BIN=$PG_BIN
+pg_cluster_up "$CLUSTER" "$PORT"
 WORK=$(mktemp -d /tmp/counters_faults.XXXXXX); chmod 755 "$WORK"
 q() { PGOPTIONS="-c client_min_messages=warning" "$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h localhost -p "$PORT" -U postgres -d cf_faults -c "$1"; }
 say() { printf '\033[1;34m[faults]\033[0m %s\n' "$*"; }
@@ -22,7 +23,7 @@ cleanup() {
   jobs -p | xargs -r kill 2>/dev/null; wait 2>/dev/null
   "$BIN/psql" -X -q -h localhost -p "$PORT" -U postgres -d postgres -c "ALTER SYSTEM RESET distributed_counter.database" \
     -c "ALTER SYSTEM RESET distributed_counter.compact_interval" >/dev/null 2>&1
-  pg_ctlcluster 15 "$CLUSTER" restart 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&- >/dev/null 2>&1
+  pg_cluster_ctl "$CLUSTER" restart >/dev/null 2>&1
   "$BIN/psql" -X -q -h localhost -p "$PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS cf_faults WITH (FORCE)" >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -34,7 +35,7 @@ P "CREATE DATABASE cf_faults" >/dev/null
 P "ALTER SYSTEM SET distributed_counter.database = 'cf_faults'" >/dev/null
 P "ALTER SYSTEM SET distributed_counter.compact_interval = 20" >/dev/null
 q "CREATE EXTENSION distributed_counter" >/dev/null
-pg_ctlcluster 15 "$CLUSTER" restart 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&-
+pg_cluster_ctl "$CLUSTER" restart
 wait_ready
 q "SELECT counter_create('cf', 16)" >/dev/null
 q "CREATE TABLE cf_ledger (id bigserial PRIMARY KEY, key text NOT NULL)"
@@ -69,9 +70,9 @@ for round in 1 2 3 4 5 6; do
        say "round $round: kill -9 of the worker (pid $w) while adds and counter_compact() race it"
        kill -9 "$w" 2>/dev/null || say "(pid $w had just exited)" ;;
     1) say "round $round: immediate shutdown while adds and counter_compact() race the worker"
-       pg_ctlcluster 15 "$CLUSTER" stop -m immediate
+       pg_cluster_ctl "$CLUSTER" stop -m immediate
        sleep 1
-       pg_ctlcluster 15 "$CLUSTER" start 9>&- 8>&- 7>&- 6>&- 5>&- 4>&- 3>&- ;;
+       pg_cluster_ctl "$CLUSTER" start ;;
     2) c=0
        for _ in $(seq 1 300); do
          c=$(q "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE query LIKE 'SELECT counter_compact(%' AND state = 'active' AND pid <> pg_backend_pid()")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-node convergence of pncounter/gcounter tables under full-mesh bidirectional
-# logical replication (PostgreSQL 15, no origin filter), using crdt_merge_trigger() and
+# logical replication (no origin filter), using crdt_merge_trigger() and
 # crdt_insert_merge_trigger() as in README.md ("CRDT counters").
 #
 # Three clusters of our own on loopback ports (default 5521-5523) in /var/tmp. Every node
@@ -11,15 +11,15 @@
 # that took, and checks every value against the net counts the clients made. The clusters
 # are always torn down (trap). Exit status 0 = pass.
 #
-# Needs: root (runs PostgreSQL as postgres), the extension installed into
-# /usr/lib/postgresql/15 (cargo pgrx test / install). Run it under the shared lock:
+# Needs: root (runs PostgreSQL as postgres), the extension installed into the PostgreSQL
+# of PG_MAJOR (scripts/lib/pg.sh; cargo pgrx test / install). Run it under the shared lock:
 #   flock /tmp/distributed_counter.pg.lock scripts/tests/crdt_multinode.sh
 # Env: CRDT_MN_PORT (first port, default 5521), CRDT_MN_CLIENTS (per node, default 3),
 #      CRDT_MN_OPS (per client, default 500), CRDT_MN_KEYS (default 12),
 #      CRDT_MN_TIMEOUT (convergence timeout in s, default 120).
 set -euo pipefail
-
-BIN=/usr/lib/postgresql/15/bin
+. "$(dirname "$0")/../lib/pg.sh"
+BIN=$PG_BIN
 PORT0=${CRDT_MN_PORT:-5521}
 CLIENTS=${CRDT_MN_CLIENTS:-3}
 OPS=${CRDT_MN_OPS:-500}

@@ -3,9 +3,10 @@
 # that does not preload the library creates the extension and uses every type.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib/pg.sh
 PORT=5520
-./scripts/cluster.sh dc_nopreload "$PORT" "shared_preload_libraries = ''"
-trap 'pg_ctlcluster 15 dc_nopreload stop -m fast >/dev/null 2>&1 || true' EXIT
+pg_cluster_up dc_nopreload "$PORT" "shared_preload_libraries = ''"
+trap 'pg_cluster_stop dc_nopreload' EXIT
 q() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h localhost -p "$PORT" -d postgres "$@"; }
 q -c "DROP EXTENSION IF EXISTS distributed_counter CASCADE" -c "CREATE EXTENSION distributed_counter"
 [ "$(q -c "SHOW shared_preload_libraries")" = "" ] || { echo "library is preloaded"; exit 1; }
