@@ -2,7 +2,7 @@
 # The test suite, by layer. `./scripts/test.sh` (= `all`) is README's second command and
 # what .ci/run calls; docs/DEVELOPING.md says what each layer covers.
 #
-#   [PG_MAJOR=15|18] scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ...
+#   [PG_MAJOR=15|18] scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|citus|upgrade] ...
 #
 #   all        setup (scripts/setup.sh), then every layer below, in this order, on
 #              PostgreSQL 18 (the pg18 layer) and 15 (the rest)
@@ -15,6 +15,9 @@
 #   scenarios  scripts/tests/*.sh: concurrency, faults, crashes, multi-node replication
 #   attack     hostile input (scripts/attack_sql.sh) and privilege attacks
 #              (scripts/security_attacks.sh)
+#   citus      a Citus cluster of three PostgreSQL 15 servers (Citus built from
+#              ../shared/vendor; skipped with one line where that is absent):
+#              aggregates partially aggregated on the workers (scripts/citus_test.sh)
 #   upgrade    build every earlier release (scripts/releases.tsv), store every type with
 #              it, ALTER EXTENSION ... UPDATE to this build, check (scripts/upgrade_test.sh)
 #
@@ -75,6 +78,11 @@ layer_pg18() {
   (export PG_MAJOR=18; for l in pgrx regress scenarios attack upgrade; do "layer_$l"; done)
 }
 
+layer_citus() {
+  log "citus: aggregates on a Citus cluster (scripts/citus_test.sh)"
+  ./scripts/citus_test.sh
+}
+
 layer_upgrade() {
   log "upgrade: from every earlier release to this build (scripts/upgrade_test.sh)"
   ./scripts/upgrade_test.sh
@@ -87,9 +95,9 @@ for layer in "${layers[@]}"; do
     all)
       ./scripts/setup.sh
       for l in lint core fuzz pg18; do "layer_$l"; done
-      (export PG_MAJOR=15; for l in pgrx regress scenarios attack upgrade; do "layer_$l"; done)
+      (export PG_MAJOR=15; for l in pgrx regress scenarios attack citus upgrade; do "layer_$l"; done)
       log "all tests passed (PostgreSQL 18 and 15)" ;;
-    lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade) "layer_$layer" ;;
-    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|upgrade] ..." >&2; exit 2 ;;
+    lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|citus|upgrade) "layer_$layer" ;;
+    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|citus|upgrade] ..." >&2; exit 2 ;;
   esac
 done

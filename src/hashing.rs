@@ -69,11 +69,18 @@ impl HashPlan {
     unsafe fn build(fcinfo: pg_sys::FunctionCallInfo, argno: i32) -> &'static HashPlan {
         unsafe {
             let flinfo = (*fcinfo).flinfo;
-            let declared = pg_sys::get_fn_expr_argtype(flinfo, argno);
+            let mut declared = pg_sys::get_fn_expr_argtype(flinfo, argno);
+            if declared == pg_sys::InvalidOid {
+                // Called without an expression tree: Citus's worker_partial_agg calls a
+                // transition function through an FmgrInfo of its own. The function's
+                // declared type then says it, when it is concrete (the typed overloads
+                // of sql/typed_aggregates.sql).
+                declared = declared_arg_type((*flinfo).fn_oid, argno);
+            }
             if declared == pg_sys::InvalidOid {
                 crate::error::invalid_parameter(
                     "could not determine the data type of the value to hash",
-                    None,
+                    Some("On Citus, the aggregates over anyelement are partially aggregated for the types docs/SQL.md lists; cast other types to text."),
                 );
             }
             let type_oid = pg_sys::getBaseType(declared);
@@ -104,7 +111,31 @@ impl HashPlan {
             &*plan
         }
     }
+}
 
+/// The declared type of argument `argno` of function `fn_oid`, or InvalidOid when the
+/// function does not have that argument or declares it polymorphic.
+///
+/// # Safety
+/// Calls the catalog cache: only outside the guard-free blocks.
+unsafe fn declared_arg_type(fn_oid: pg_sys::Oid, argno: i32) -> pg_sys::Oid {
+    unsafe {
+        let mut argtypes: *mut pg_sys::Oid = std::ptr::null_mut();
+        let mut nargs: std::ffi::c_int = 0;
+        pg_sys::get_func_signature(fn_oid, &mut argtypes, &mut nargs);
+        if argno < 0 || argno >= nargs || argtypes.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        let t = *argtypes.add(argno as usize);
+        if pg_sys::get_typtype(t) as u8 == pg_sys::TYPTYPE_PSEUDO {
+            pg_sys::InvalidOid
+        } else {
+            t
+        }
+    }
+}
+
+impl HashPlan {
     /// The hash (seed 0) of argument `argno`, for guard-free fast paths (see
     /// `sql_function_with_fast_path!`): None unless the argument is not NULL, this call
     /// site's plan is already built and the type hashes without a `pg_sys` call.

@@ -27,7 +27,16 @@ pgrx::extension_sql_file!("../sql/hashval.sql", name = "hashval", bootstrap);
 pgrx::extension_sql_file!("../sql/hll.sql", name = "hll", requires = ["hashval"]);
 pgrx::extension_sql_file!("../sql/cms.sql", name = "cms", requires = ["hll"]);
 pgrx::extension_sql_file!("../sql/topk.sql", name = "topk", requires = ["cms"]);
-pgrx::extension_sql_file!("../sql/crdt.sql", name = "crdt", requires = ["topk"]);
+pgrx::extension_sql_file!(
+    "../sql/typed_aggregates.sql",
+    name = "typed_aggregates",
+    requires = ["topk"]
+);
+pgrx::extension_sql_file!(
+    "../sql/crdt.sql",
+    name = "crdt",
+    requires = ["typed_aggregates"]
+);
 pgrx::extension_sql_file!(
     "../sql/counters.sql",
     name = "counters",
@@ -51,6 +60,7 @@ mod tests {
     include!("pg_tests/common.rs");
     include!("pg_tests/hll.rs");
     include!("pg_tests/sketches.rs");
+    include!("pg_tests/typed_aggregates.rs");
     include!("pg_tests/crdt.rs");
     include!("pg_tests/counters.rs");
 }
