@@ -407,6 +407,31 @@ q -c "ALTER TABLE counter_pending ALTER COLUMN shard ADD GENERATED ALWAYS AS IDE
 expect_state layout "GENERATED ALWAYS identity column: counter_add behaves as the INSERT" 428C9 -c "SELECT counter_add('alice_likes', 'k', 1)"
 q -c "ALTER TABLE counter_pending ALTER COLUMN shard DROP IDENTITY"
 
+# ---- planting before CREATE EXTENSION: the install script runs as a superuser with
+# search_path = the target schema, which the database owner owns (public).
+echo "security: functions planted in public before CREATE EXTENSION"
+q -d postgres -c "DROP DATABASE IF EXISTS attack_install WITH (FORCE)" -c "CREATE DATABASE attack_install OWNER mallory"
+q -U mallory -d attack_install -c "CREATE SEQUENCE public.install_hits" -c "
+  CREATE FUNCTION public.install_hit() RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
+  BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+      EXECUTE 'ALTER ROLE mallory SUPERUSER';
+    END IF;
+    PERFORM pg_catalog.nextval('public.install_hits');
+  END \$\$" -c "
+  CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS
+    'BEGIN PERFORM public.install_hit(); RETURN QUERY SELECT pg_catalog.unnest(\$1); END'" -c "
+  CREATE FUNCTION public.format_type(oid, int4) RETURNS text LANGUAGE plpgsql AS
+    'BEGIN PERFORM public.install_hit(); RETURN pg_catalog.format_type(\$1, \$2); END'" -c "
+  CREATE FUNCTION public.to_regprocedure(text) RETURNS regprocedure LANGUAGE plpgsql AS
+    'BEGIN PERFORM public.install_hit(); RETURN pg_catalog.to_regprocedure(\$1); END'"
+q -d attack_install -c "CREATE EXTENSION distributed_counter" -c "SELECT typed_aggregates('int2[]')" >/dev/null
+got=$(q -d attack_install -c "SELECT last_value - 1 + is_called::int FROM public.install_hits")
+[ "$got" = 0 ] && [ "$(is_superuser mallory)" = f ] \
+  && pass planting "unnest(text[]), format_type and to_regprocedure planted in public: CREATE EXTENSION and typed_aggregates() call none of them" \
+  || fail planting "planted functions ran $got times during CREATE EXTENSION / typed_aggregates() (mallory superuser: $(is_superuser mallory))"
+q -d postgres -c "DROP DATABASE attack_install WITH (FORCE)"
+
 echo
 total=0
 for c in worker fastpath grants planting layout; do

@@ -17,7 +17,8 @@
 #              (scripts/security_attacks.sh)
 #   citus      a Citus cluster of three PostgreSQL 15 servers (Citus built from
 #              ../shared/vendor; skipped with one line where that is absent):
-#              aggregates partially aggregated on the workers (scripts/citus_test.sh)
+#              aggregates partially aggregated on the workers (scripts/citus_test.sh),
+#              counters across nodes with fault rounds (scripts/citus_counters_test.sh)
 #   upgrade    build every earlier release (scripts/releases.tsv), store every type with
 #              it, ALTER EXTENSION ... UPDATE to this build, check (scripts/upgrade_test.sh)
 #
@@ -81,6 +82,8 @@ layer_pg18() {
 layer_citus() {
   log "citus: aggregates on a Citus cluster (scripts/citus_test.sh)"
   ./scripts/citus_test.sh
+  log "citus: sharded counters on a Citus cluster (scripts/citus_counters_test.sh)"
+  ./scripts/citus_counters_test.sh
 }
 
 layer_upgrade() {

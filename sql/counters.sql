@@ -216,15 +216,14 @@ $$;
 -- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
 -- the common case and calls this for everything else (request_id, bad arguments,
 -- unknown counter, missing privileges, a changed table layout); the two must agree.
--- Without a request_id it is ONE statement: insert the delta row, finding the counter in
--- the same statement (no lock: a concurrent drop leaves an orphan row that compaction
--- deletes). Errors are diagnosed only when nothing was inserted.
 CREATE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text)
 RETURNS bool LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
     nshards int4;
+    now_ts timestamptz;
+    expired timestamptz;
 BEGIN
     -- _counter_check_key, inlined on the hot path.
     IF _counter_add_sql.key IS NULL OR pg_catalog.octet_length(_counter_add_sql.key) > 2000 THEN
@@ -233,19 +232,19 @@ BEGIN
     IF _counter_add_sql.delta IS NULL THEN
         RAISE EXCEPTION 'counter delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF _counter_add_sql.request_id IS NULL THEN
-        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
-        SELECT r.id, (pg_catalog.pg_backend_pid() % r.shards)::int2, _counter_add_sql.key, _counter_add_sql.delta
-        FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
-        IF NOT FOUND THEN
-            PERFORM @extschema@._counter_missing(_counter_add_sql.name);
-        END IF;
-        RETURN true;
-    END IF;
+    -- Two statements, no lock: a concurrent drop leaves an orphan row that compaction
+    -- deletes. (On Citus the registry is read on this node and the INSERT goes to the
+    -- one shard of the key, in one round trip; an INSERT ... SELECT from the registry
+    -- would be pulled through this node and committed with two-phase commit.)
     SELECT r.id, r.shards INTO cid, nshards
     FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(_counter_add_sql.name);
+    END IF;
+    IF _counter_add_sql.request_id IS NULL THEN
+        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
+        VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta);
+        RETURN true;
     END IF;
     IF pg_catalog.octet_length(_counter_add_sql.request_id) > 512 THEN
         RAISE EXCEPTION 'request_id is too long (% bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)
@@ -253,10 +252,13 @@ BEGIN
     END IF;
     -- The primary key makes concurrent duplicates wait for each other: exactly one
     -- commits a new row. An entry older than the retention is re-armed, as if purged.
-    INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id)
-    VALUES (cid, _counter_add_sql.request_id)
-    ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now()
-        WHERE q.added_at < now() - @extschema@._counter_retention();
+    -- (The times are computed first: Citus takes only constants in DO UPDATE.)
+    now_ts := now();
+    expired := now_ts - @extschema@._counter_retention();
+    INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id, added_at)
+    VALUES (cid, _counter_add_sql.request_id, now_ts)
+    ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now_ts
+        WHERE q.added_at < expired;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
@@ -314,6 +316,24 @@ BEGIN
     IF counter_values.keys IS NULL OR pg_catalog.array_position(counter_values.keys, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'counter keys must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus: one statement over the shards of the keys, grouped by key (a key's
+        -- rows are in one shard, read in one snapshot there), then in the order given.
+        RETURN QUERY
+        WITH v AS MATERIALIZED (
+            SELECT u.key, pg_catalog.sum(u.v) AS v FROM (
+                SELECT t.key, t.value AS v FROM @extschema@.counter_totals t
+                WHERE t.counter_id = cid AND t.key = ANY (counter_values.keys)
+                UNION ALL
+                SELECT p.key, p.delta FROM @extschema@.counter_pending p
+                WHERE p.counter_id = cid AND p.key = ANY (counter_values.keys)) AS u
+            GROUP BY u.key)
+        SELECT k.k, COALESCE(v.v, 0)::int8
+        FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
+        LEFT JOIN v ON v.key = k.k
+        ORDER BY k.ord;
+        RETURN;
+    END IF;
     -- In the order given (duplicates repeated), one snapshot for all keys.
     RETURN QUERY
     SELECT k.k,
@@ -358,6 +378,10 @@ BEGIN
             PERFORM @extschema@._counter_missing(counter_compact_batch.name);
         END IF;
     END IF;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus: the shards this node holds, on this node (section "Citus" below).
+        RETURN @extschema@._counter_compact_local(cid, batch);
+    END IF;
     WITH picked AS (
         -- No row locks here (FOR UPDATE would WAL-log a lock per row on top of the
         -- delete): a row two compactions both pick is deleted, and RETURNed, by exactly
@@ -401,6 +425,19 @@ DECLARE
     total int8 := 0;
     n int8;
 BEGIN
+    -- (Nested: citus_is_coordinator() exists only where Citus is installed.)
+    IF @extschema@._counter_distributed() THEN IF pg_catalog.citus_is_coordinator() THEN
+        -- On Citus the coordinator holds no shards: every worker node compacts its own.
+        IF counter_compact.name IS NOT NULL THEN
+            PERFORM FROM @extschema@.counter_registry r WHERE r.name = counter_compact.name;
+            IF NOT FOUND THEN
+                PERFORM @extschema@._counter_missing(counter_compact.name);
+            END IF;
+        END IF;
+        -- (@extschema@ is substituted already quoted where needed: %s, not %I.)
+        RETURN @extschema@._counter_on_workers(pg_catalog.format('SELECT %s.counter_compact(%L)',
+                                                                  '@extschema@', counter_compact.name));
+    END IF; END IF;
     LOOP
         n := @extschema@.counter_compact_batch(name, batch);
         total := total + n;
@@ -464,6 +501,11 @@ BEGIN
     END IF;
     DELETE FROM @extschema@.counter_totals t WHERE t.counter_id = cid;
     DELETE FROM @extschema@.counter_requests q WHERE q.counter_id = cid;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus the pending rows are left to each node's compaction, which deletes
+        -- rows of a counter that no longer exists without folding them.
+        RETURN;
+    END IF;
     -- SKIP LOCKED: rows an in-flight compaction holds are left to it; it finds the
     -- counter gone and deletes them without folding (waiting here could deadlock).
     DELETE FROM @extschema@.counter_pending p
@@ -479,6 +521,9 @@ LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path
 DECLARE
     n int8;
 BEGIN
+    IF @extschema@._counter_distributed() THEN
+        RETURN @extschema@._counter_purge_requests_local(batch);
+    END IF;
     WITH gone AS (
         DELETE FROM @extschema@.counter_requests q
         WHERE q.ctid = ANY (ARRAY(
@@ -492,22 +537,251 @@ BEGIN
 END
 $$;
 
--- security_invoker: the view reads the tables with its caller's privileges and row
--- level security, so it shows no counter its caller could not see directly.
-CREATE VIEW counter_stats WITH (security_invoker = true) AS
-SELECT r.name,
-       r.shards,
-       (SELECT pg_catalog.count(*) FROM (
-            SELECT t.key FROM @extschema@.counter_totals t WHERE t.counter_id = r.id
-            UNION
-            SELECT p.key FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS k
-       ) AS keys,
-       pend.pending_rows,
-       now() - pend.oldest AS oldest_pending_age,
-       r.last_compaction,
-       r.compactions,
-       r.rows_compacted
-FROM @extschema@.counter_registry r
-CROSS JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
-    FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS pend;
+-- counter_stats. security_invoker: the view reads the tables with its caller's
+-- privileges and row level security, so it shows no counter its caller could not see
+-- directly. Defined by _counter_define_stats_view() in the form this install needs: the
+-- local form (per-counter subqueries, cheap when filtered by name) or, after
+-- counter_distribute(), a form Citus can plan (grouped subqueries it aggregates on the
+-- workers). An upgrade script that changes the view calls this function again.
+CREATE FUNCTION _counter_define_stats_view() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NOT @extschema@._counter_distributed() THEN
+        CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
+        SELECT r.name,
+               r.shards,
+               (SELECT pg_catalog.count(*) FROM (
+                    SELECT t.key FROM @extschema@.counter_totals t WHERE t.counter_id = r.id
+                    UNION
+                    SELECT p.key FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS k
+               ) AS keys,
+               pend.pending_rows,
+               now() - pend.oldest AS oldest_pending_age,
+               r.last_compaction,
+               r.compactions,
+               r.rows_compacted
+        FROM @extschema@.counter_registry r
+        CROSS JOIN LATERAL (
+            SELECT pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
+            FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS pend;
+    ELSE
+        CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
+        SELECT r.name,
+               r.shards,
+               COALESCE(k.keys, 0) AS keys,
+               COALESCE(pend.pending_rows, 0) AS pending_rows,
+               now() - pend.oldest AS oldest_pending_age,
+               r.last_compaction,
+               r.compactions,
+               r.rows_compacted
+        FROM @extschema@.counter_registry r
+        LEFT JOIN (
+            SELECT u.counter_id, pg_catalog.count(DISTINCT u.key) AS keys
+            FROM (SELECT t.counter_id, t.key FROM @extschema@.counter_totals t
+                  UNION ALL
+                  SELECT p.counter_id, p.key FROM @extschema@.counter_pending p) AS u
+            GROUP BY u.counter_id) AS k ON k.counter_id = r.id
+        LEFT JOIN (
+            SELECT p.counter_id, pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
+            FROM @extschema@.counter_pending p GROUP BY p.counter_id) AS pend ON pend.counter_id = r.id;
+    END IF;
+END
+$fn$;
+
+-- ---- Citus ------------------------------------------------------------------------------
+--
+-- counter_distribute() makes the counter tables Citus tables: the registry a reference
+-- table (a copy on every node), counter_totals and counter_pending distributed by key and
+-- co-located (a key's total and its pending rows are in one shard, on one node), and
+-- counter_requests distributed by request_id. Afterwards every function keeps its
+-- contract when called on the coordinator:
+-- - counter_add reads the registry on the coordinator and inserts into the one shard of
+--   the key (one worker, one-phase commit); with a request_id, the request row's shard
+--   joins the same transaction (two-phase commit when it is on another node). The C
+--   fast path is not used (it would write to the coordinator's empty shell table).
+-- - A read of one key is one single-shard statement: one snapshot, exact.
+-- - Each node's compaction (its background worker, or counter_compact(), which the
+--   coordinator sends to every worker) folds the shards that node holds, on that node,
+--   in one statement per shard: no row crosses the network. It reads the registry's copy
+--   on its own node and holds a KEY SHARE lock on the counter's row there, so a
+--   counter_drop (which deletes the row on every node) waits for it and then deletes the
+--   folded totals: nothing is folded for a dropped counter. Compaction does not update
+--   the registry's statistics columns on a distributed install.
+-- - counter_drop leaves the pending rows of the counter to compaction, which deletes
+--   rows of counters that no longer exist.
+
+-- True once counter_distribute() made counter_pending a Citus table (on any node of the
+-- cluster: Citus copies its metadata to the workers).
+CREATE FUNCTION _counter_distributed() RETURNS bool
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
+                   WHERE d.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_pending'::pg_catalog.regclass);
+END
+$$;
+
+-- Run `command` (which returns a number) on every worker node; the sum of the results.
+-- A node that fails raises an error naming it.
+CREATE FUNCTION _counter_on_workers(command text) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w record;
+    total int8 := 0;
+BEGIN
+    FOR w IN SELECT * FROM pg_catalog.run_command_on_workers(command) LOOP
+        IF NOT w.success THEN
+            RAISE EXCEPTION 'counter compaction failed on worker node %:%: %', w.nodename, w.nodeport, w.result
+                USING ERRCODE = CASE WHEN w.result ~* 'connect' THEN 'connection_failure' ELSE 'external_routine_exception' END;
+        END IF;
+        total := total + COALESCE(NULLIF(w.result, '')::int8, 0);
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- The shards of counter_pending this node holds (schema-qualified names: shard_name(...,
+-- false)), each with its co-located counter_totals
+-- shard, and this node's copy of the registry; in random order (compaction batches
+-- reach every shard). Only on a distributed install.
+CREATE FUNCTION _counter_local_shards(OUT pending regclass, OUT totals regclass, OUT registry regclass)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
+    SELECT pg_catalog.shard_name('@extschema@.counter_pending'::pg_catalog.regclass, sp.shardid, false)::pg_catalog.regclass,
+           pg_catalog.shard_name('@extschema@.counter_totals'::pg_catalog.regclass, st.shardid, false)::pg_catalog.regclass,
+           pg_catalog.shard_name('@extschema@.counter_registry'::pg_catalog.regclass, sr.shardid, false)::pg_catalog.regclass
+    FROM pg_catalog.pg_dist_shard sp
+    JOIN pg_catalog.pg_dist_placement pp ON pp.shardid OPERATOR(pg_catalog.=) sp.shardid
+    JOIN pg_catalog.pg_dist_shard st
+      ON st.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_totals'::pg_catalog.regclass
+     AND st.shardminvalue OPERATOR(pg_catalog.=) sp.shardminvalue
+    JOIN pg_catalog.pg_dist_placement pt
+      ON pt.shardid OPERATOR(pg_catalog.=) st.shardid AND pt.groupid OPERATOR(pg_catalog.=) pp.groupid
+    JOIN pg_catalog.pg_dist_shard sr
+      ON sr.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_registry'::pg_catalog.regclass
+    JOIN pg_catalog.pg_dist_placement pr
+      ON pr.shardid OPERATOR(pg_catalog.=) sr.shardid AND pr.groupid OPERATOR(pg_catalog.=) pp.groupid
+    WHERE sp.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_pending'::pg_catalog.regclass
+      AND pp.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
+    ORDER BY pg_catalog.random();
+END
+$$;
+
+-- One compaction batch over one local shard of counter_pending (of one counter, or of all
+-- when cid is NULL): the statement of counter_compact_batch, on the shard tables, with a
+-- KEY SHARE lock on the registry copy's rows instead of the statistics update.
+CREATE FUNCTION _counter_compact_shard(pending regclass, totals regclass, registry regclass, cid int4, batch int4)
+RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    moved_rows int8;
+BEGIN
+    EXECUTE pg_catalog.format($q$
+        WITH picked AS (
+            SELECT p.ctid AS tid FROM %1$s p WHERE $1 IS NULL OR p.counter_id = $1 LIMIT $2
+        ), moved AS (
+            DELETE FROM %1$s p WHERE p.ctid = ANY (ARRAY(SELECT tid FROM picked))
+            RETURNING p.counter_id, p.key, p.delta
+        ), live AS (
+            SELECT r.id FROM %3$s r WHERE r.id IN (SELECT m.counter_id FROM moved m) FOR KEY SHARE OF r
+        ), folded AS (
+            INSERT INTO %2$s AS t (counter_id, key, value)
+            SELECT m.counter_id, m.key, pg_catalog.sum(m.delta)
+            FROM moved m
+            WHERE m.counter_id IN (SELECT l.id FROM live l)
+            GROUP BY m.counter_id, m.key
+            ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+        )
+        SELECT pg_catalog.count(*) FROM moved $q$, pending, totals, registry)
+    INTO moved_rows USING cid, batch;
+    RETURN moved_rows;
+END
+$$;
+
+-- At most `batch` pending rows of this node's shards folded, one statement per shard (the
+-- caller holds the compaction lock).
+CREATE FUNCTION _counter_compact_local(cid int4, batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sh record;
+    moved int8 := 0;
+BEGIN
+    FOR sh IN SELECT * FROM @extschema@._counter_local_shards() LOOP
+        moved := moved + @extschema@._counter_compact_shard(sh.pending, sh.totals, sh.registry, cid, (batch - moved)::int4);
+        EXIT WHEN moved >= batch;
+    END LOOP;
+    RETURN moved;
+END
+$$;
+
+-- counter_purge_requests on this node's shards of counter_requests.
+CREATE FUNCTION _counter_purge_requests_local(batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    shard regclass;
+    n int8;
+    total int8 := 0;
+BEGIN
+    FOR shard IN
+        SELECT pg_catalog.shard_name('@extschema@.counter_requests'::pg_catalog.regclass, s.shardid, false)::pg_catalog.regclass
+        FROM pg_catalog.pg_dist_shard s
+        JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+        WHERE s.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_requests'::pg_catalog.regclass
+          AND p.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
+    LOOP
+        EXECUTE pg_catalog.format($q$
+            WITH gone AS (
+                DELETE FROM %1$s q WHERE q.ctid = ANY (ARRAY(
+                    SELECT q2.ctid FROM %1$s q2 WHERE q2.added_at < now() - $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
+                RETURNING 1)
+            SELECT pg_catalog.count(*) FROM gone $q$, shard)
+        INTO n USING @extschema@._counter_retention(), batch - total;
+        total := total + n;
+        EXIT WHEN total >= batch;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+CREATE FUNCTION counter_distribute() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'counter_distribute() needs Citus, which is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'On every node: shared_preload_libraries = ''citus,distributed_counter'', CREATE EXTENSION citus and CREATE EXTENSION distributed_counter; add the workers on the coordinator (citus_add_node), then call counter_distribute() there.';
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'counter_distribute() runs on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF @extschema@._counter_distributed() THEN
+        RETURN;  -- already done
+    END IF;
+    -- No compaction on this node while the tables move (the worker skips its passes).
+    PERFORM @extschema@._counter_compaction_lock(true);
+    -- Citus distributes no table with triggers. These invalidate the per-backend cache of
+    -- counter_add's C fast path, which a distributed install does not use.
+    DROP TRIGGER counter_registry_changing ON @extschema@.counter_registry;
+    DROP TRIGGER counter_registry_changed ON @extschema@.counter_registry;
+    DROP TRIGGER counter_registry_truncated ON @extschema@.counter_registry;
+    PERFORM pg_catalog.create_reference_table('@extschema@.counter_registry');
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_totals', 'key', colocate_with => 'none');
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_pending', 'key',
+                                                colocate_with => '@extschema@.counter_totals');
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_requests', 'request_id', colocate_with => 'none');
+    -- The rows were copied into the shards; the coordinator's local copies go.
+    PERFORM pg_catalog.truncate_local_data_after_distributing_table(t)
+    FROM pg_catalog.unnest(ARRAY['@extschema@.counter_registry', '@extschema@.counter_totals',
+                                 '@extschema@.counter_pending', '@extschema@.counter_requests']::pg_catalog.regclass[]) AS t;
+    PERFORM @extschema@._counter_define_stats_view();
+END
+$$;
+COMMENT ON FUNCTION counter_distribute() IS
+    'makes the counter tables Citus tables (registry: reference table; rows: distributed by key); run once on the coordinator';
+
+SELECT @extschema@._counter_define_stats_view();

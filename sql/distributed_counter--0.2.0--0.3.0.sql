@@ -1,5 +1,7 @@
--- distributed_counter 0.2.0 -> 0.3.0 (CHANGELOG.md, 0.3.0): typed overloads of the
--- anyelement aggregates for Citus; the same text as sql/typed_aggregates.sql.
+-- distributed_counter 0.2.0 -> 0.3.0 (CHANGELOG.md, 0.3.0). Stored values are unchanged.
+--
+-- 1. Typed overloads of the anyelement aggregates, for Citus: the same text as
+--    sql/typed_aggregates.sql, which a fresh install runs.
 -- Typed overloads of the aggregates over anyelement: approx_count_distinct, cms_add_agg
 -- and topk_add_agg. Locally they are the same aggregates (the same C transition
 -- functions, so the same hashes and answers); they exist for Citus. Citus partially
@@ -15,45 +17,65 @@
 CREATE FUNCTION _typed_aggregates_create(t regtype) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
+    -- @extschema@ is substituted already quoted where the name needs it: %s, never %I.
     s text := '@extschema@';
     ty text := format_type(t, NULL);
+    present int;
 BEGIN
-    IF to_regprocedure(format('%I.approx_count_distinct_trans(%I.hll, %s)', s, s, ty)) IS NOT NULL THEN
+    SELECT count(*) INTO present FROM unnest(ARRAY[
+        format('%s.approx_count_distinct_trans(%s.hll, %s)', s, s, ty),
+        format('%s.approx_count_distinct(%s)', s, ty),
+        format('%s.cms_add_trans(%s.cms, %s)', s, s, ty),
+        format('%s.cms_add_trans(%s.cms, %s, float8, float8)', s, s, ty),
+        format('%s.cms_add_trans(%s.cms, %s, int8, float8, float8)', s, s, ty),
+        format('%s.cms_add_agg(%s)', s, ty),
+        format('%s.cms_add_agg(%s, float8, float8)', s, ty),
+        format('%s.cms_add_agg(%s, int8, float8, float8)', s, ty),
+        format('%s.topk_add_trans(%s.topk, %s)', s, s, ty),
+        format('%s.topk_add_trans(%s.topk, %s, int4)', s, s, ty),
+        format('%s.topk_add_agg(%s)', s, ty),
+        format('%s.topk_add_agg(%s, int4)', s, ty)]) AS sig
+    WHERE to_regprocedure(sig) IS NOT NULL;
+    IF present = 12 THEN
         RETURN;  -- already there
+    ELSIF present > 0 THEN
+        RAISE EXCEPTION 'typed_aggregates: % of the 12 objects for type % exist already', present, ty
+            USING ERRCODE = 'duplicate_function',
+                  HINT = 'Drop the ones that exist (\df+ approx_count_distinct*, cms_add_*, topk_add_*), then call it again.';
     END IF;
     EXECUTE format($sql$
-        CREATE FUNCTION %1$I.approx_count_distinct_trans(%1$I.hll, %2$s) RETURNS %1$I.hll
+        CREATE FUNCTION %1$s.approx_count_distinct_trans(%1$s.hll, %2$s) RETURNS %1$s.hll
             AS 'MODULE_PATHNAME', 'approx_count_distinct_trans' LANGUAGE C STABLE PARALLEL SAFE;
-        CREATE AGGREGATE %1$I.approx_count_distinct(%2$s) (
-            SFUNC = %1$I.approx_count_distinct_trans, STYPE = %1$I.hll,
-            FINALFUNC = %1$I.hll_agg_count, COMBINEFUNC = %1$I.hll_union_trans, PARALLEL = SAFE);
+        CREATE AGGREGATE %1$s.approx_count_distinct(%2$s) (
+            SFUNC = %1$s.approx_count_distinct_trans, STYPE = %1$s.hll,
+            FINALFUNC = %1$s.hll_agg_count, COMBINEFUNC = %1$s.hll_union_trans, PARALLEL = SAFE);
 
-        CREATE FUNCTION %1$I.cms_add_trans(%1$I.cms, %2$s) RETURNS %1$I.cms
+        CREATE FUNCTION %1$s.cms_add_trans(%1$s.cms, %2$s) RETURNS %1$s.cms
             AS 'MODULE_PATHNAME', 'cms_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
-        CREATE FUNCTION %1$I.cms_add_trans(%1$I.cms, %2$s, float8, float8) RETURNS %1$I.cms
+        CREATE FUNCTION %1$s.cms_add_trans(%1$s.cms, %2$s, float8, float8) RETURNS %1$s.cms
             AS 'MODULE_PATHNAME', 'cms_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
-        CREATE FUNCTION %1$I.cms_add_trans(%1$I.cms, %2$s, int8, float8, float8) RETURNS %1$I.cms
+        CREATE FUNCTION %1$s.cms_add_trans(%1$s.cms, %2$s, int8, float8, float8) RETURNS %1$s.cms
             AS 'MODULE_PATHNAME', 'cms_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
-        CREATE AGGREGATE %1$I.cms_add_agg(%2$s) (
-            SFUNC = %1$I.cms_add_trans, STYPE = %1$I.cms, FINALFUNC = %1$I.cms_add_final,
-            COMBINEFUNC = %1$I.cms_union_trans, PARALLEL = SAFE);
-        CREATE AGGREGATE %1$I.cms_add_agg(%2$s, eps float8, delta float8) (
-            SFUNC = %1$I.cms_add_trans, STYPE = %1$I.cms, FINALFUNC = %1$I.cms_add_final,
-            COMBINEFUNC = %1$I.cms_union_trans, PARALLEL = SAFE);
-        CREATE AGGREGATE %1$I.cms_add_agg(%2$s, count int8, eps float8, delta float8) (
-            SFUNC = %1$I.cms_add_trans, STYPE = %1$I.cms,
-            COMBINEFUNC = %1$I.cms_union_trans, PARALLEL = SAFE);
+        CREATE AGGREGATE %1$s.cms_add_agg(%2$s) (
+            SFUNC = %1$s.cms_add_trans, STYPE = %1$s.cms, FINALFUNC = %1$s.cms_add_final,
+            COMBINEFUNC = %1$s.cms_union_trans, PARALLEL = SAFE);
+        CREATE AGGREGATE %1$s.cms_add_agg(%2$s, eps float8, delta float8) (
+            SFUNC = %1$s.cms_add_trans, STYPE = %1$s.cms, FINALFUNC = %1$s.cms_add_final,
+            COMBINEFUNC = %1$s.cms_union_trans, PARALLEL = SAFE);
+        CREATE AGGREGATE %1$s.cms_add_agg(%2$s, count int8, eps float8, delta float8) (
+            SFUNC = %1$s.cms_add_trans, STYPE = %1$s.cms,
+            COMBINEFUNC = %1$s.cms_union_trans, PARALLEL = SAFE);
 
-        CREATE FUNCTION %1$I.topk_add_trans(%1$I.topk, %2$s) RETURNS %1$I.topk
+        CREATE FUNCTION %1$s.topk_add_trans(%1$s.topk, %2$s) RETURNS %1$s.topk
             AS 'MODULE_PATHNAME', 'topk_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
-        CREATE FUNCTION %1$I.topk_add_trans(%1$I.topk, %2$s, int4) RETURNS %1$I.topk
+        CREATE FUNCTION %1$s.topk_add_trans(%1$s.topk, %2$s, int4) RETURNS %1$s.topk
             AS 'MODULE_PATHNAME', 'topk_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
-        CREATE AGGREGATE %1$I.topk_add_agg(%2$s) (
-            SFUNC = %1$I.topk_add_trans, STYPE = %1$I.topk,
-            COMBINEFUNC = %1$I.topk_union_trans, PARALLEL = SAFE);
-        CREATE AGGREGATE %1$I.topk_add_agg(%2$s, k int4) (
-            SFUNC = %1$I.topk_add_trans, STYPE = %1$I.topk,
-            COMBINEFUNC = %1$I.topk_union_trans, PARALLEL = SAFE);
+        CREATE AGGREGATE %1$s.topk_add_agg(%2$s) (
+            SFUNC = %1$s.topk_add_trans, STYPE = %1$s.topk,
+            COMBINEFUNC = %1$s.topk_union_trans, PARALLEL = SAFE);
+        CREATE AGGREGATE %1$s.topk_add_agg(%2$s, k int4) (
+            SFUNC = %1$s.topk_add_trans, STYPE = %1$s.topk,
+            COMBINEFUNC = %1$s.topk_union_trans, PARALLEL = SAFE);
     $sql$, s, ty);
 END
 $fn$;
@@ -67,6 +89,13 @@ DECLARE
 BEGIN
     IF t IS NULL THEN
         RAISE EXCEPTION 'typed_aggregates: the type must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- The names below were written at install time: refuse to run if the extension's
+    -- schema was renamed since (a look-alike could stand under the old name).
+    IF to_regnamespace(s) IS DISTINCT FROM
+       (SELECT e.extnamespace FROM pg_extension e WHERE e.extname = 'distributed_counter') THEN
+        RAISE EXCEPTION 'typed_aggregates: the schema of extension distributed_counter was renamed'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
         RAISE EXCEPTION 'typed_aggregates: must be superuser (it creates C functions)'
@@ -83,8 +112,22 @@ BEGIN
     FOR src IN
         SELECT c.castsource FROM pg_cast c
         WHERE c.casttarget = t AND c.castcontext = 'i' AND c.castsource <> t
-          AND to_regprocedure(format('%I.approx_count_distinct_trans(%I.hll, %s)', s, s,
+          AND to_regprocedure(format('%s.approx_count_distinct_trans(%s.hll, %s)', s, s,
                                      format_type(c.castsource, NULL))) IS NULL
+    LOOP
+        RAISE EXCEPTION 'typed_aggregates: values of type % would be cast to % and hashed as %', src, t, t
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Call typed_aggregates(%L) first.', src);
+    END LOOP;
+    -- An array coerces element by element (int2[] to int4[]): the same rule for the
+    -- arrays of the element type's implicit sources.
+    FOR src IN
+        SELECT st.typarray FROM pg_cast c
+        JOIN pg_type at ON at.oid = t AND at.typcategory = 'A' AND at.typelem = c.casttarget
+        JOIN pg_type st ON st.oid = c.castsource AND st.typarray <> 0
+        WHERE c.castcontext = 'i' AND c.castsource <> c.casttarget
+          AND to_regprocedure(format('%s.approx_count_distinct_trans(%s.hll, %s)', s, s,
+                                     format_type(st.typarray, NULL))) IS NULL
     LOOP
         RAISE EXCEPTION 'typed_aggregates: values of type % would be cast to % and hashed as %', src, t, t
             USING ERRCODE = 'invalid_parameter_value',
@@ -99,14 +142,522 @@ REVOKE ALL ON FUNCTION typed_aggregates(regtype) FROM PUBLIC;
 
 -- The built-in types. The list is closed under implicit casts into it (a #[pg_test]
 -- checks): every built-in type with an implicit cast to one of these is in the list
--- itself, so no value resolves to another type's overload and is hashed as that type
--- ("char" and name -> text, int2 -> int4, float4 -> float8, date -> timestamp, bpchar
--- -> text, macaddr8 -> macaddr, ...). Exceptions: the reg* types cast to oid without
--- changing their bytes; the planner's pg_node_tree and extended-statistics types are
--- no user's values.
-SELECT _typed_aggregates_create(t::regtype)
-FROM unnest(ARRAY[
+-- itself, so no value resolves to another type's overload and is hashed or printed as
+-- that type ("char" and name -> text, int2 -> int4, float4 -> float8, date ->
+-- timestamp, bpchar -> text, macaddr8 -> macaddr, the reg* types -> oid, ...; the
+-- planner's pg_node_tree and extended-statistics types are no user's values).
+SELECT @extschema@._typed_aggregates_create(t)
+FROM pg_catalog.unnest(ARRAY[
     'bool', 'int2', 'int4', 'int8', 'oid', 'numeric', 'float4', 'float8',
     '"char"', 'name', 'text', 'varchar', 'bpchar', 'bytea', 'uuid',
     'date', 'time', 'timetz', 'timestamp', 'timestamptz', 'interval',
-    'inet', 'cidr', 'macaddr', 'macaddr8', 'jsonb']) AS t;
+    'inet', 'cidr', 'macaddr', 'macaddr8', 'jsonb',
+    'regproc', 'regprocedure', 'regoper', 'regoperator', 'regclass', 'regtype',
+    'regrole', 'regnamespace', 'regconfig', 'regdictionary', 'regcollation']::pg_catalog.regtype[]) AS t;
+
+-- A type of another extension with an implicit cast to one of these types (PostGIS's
+-- geometry casts to text and bytea) would now resolve to one of the overloads, or be
+-- ambiguous between two, where it used the anyelement aggregates before: name them.
+DO $warn$
+DECLARE
+    src text;
+BEGIN
+    FOR src IN
+        SELECT DISTINCT pg_catalog.format_type(c.castsource, NULL)
+        FROM pg_catalog.pg_cast c
+        WHERE c.castcontext OPERATOR(pg_catalog.=) 'i'
+          AND c.castsource OPERATOR(pg_catalog.>=) 16384
+          AND c.casttarget IN (SELECT p.proargtypes[1] FROM pg_catalog.pg_proc p
+                               WHERE p.proname OPERATOR(pg_catalog.=) 'approx_count_distinct_trans'
+                                 AND p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace('@extschema@'))
+          AND c.castsource NOT IN (SELECT p.proargtypes[1] FROM pg_catalog.pg_proc p
+                                   WHERE p.proname OPERATOR(pg_catalog.=) 'approx_count_distinct_trans'
+                                     AND p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace('@extschema@'))
+    LOOP
+        RAISE WARNING 'type % casts implicitly to a type with typed aggregates of distributed_counter', src
+            USING HINT = pg_catalog.format('Run SELECT @extschema@.typed_aggregates(%L) so that approx_count_distinct, cms_add_agg and topk_add_agg over it keep hashing it as itself.', src);
+    END LOOP;
+END
+$warn$;
+
+-- 2. Counters on Citus (sql/counters.sql, section "Citus"). Changed: counter_add's SQL
+--    path reads the registry, then inserts (two statements); counter_values, compaction,
+--    counter_compact, counter_drop and counter_purge_requests have a distributed form;
+--    counter_stats is defined by _counter_define_stats_view().
+
+-- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
+-- the common case and calls this for everything else (request_id, bad arguments,
+-- unknown counter, missing privileges, a changed table layout); the two must agree.
+CREATE OR REPLACE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text)
+RETURNS bool LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    nshards int4;
+    now_ts timestamptz;
+    expired timestamptz;
+BEGIN
+    -- _counter_check_key, inlined on the hot path.
+    IF _counter_add_sql.key IS NULL OR pg_catalog.octet_length(_counter_add_sql.key) > 2000 THEN
+        PERFORM @extschema@._counter_check_key(_counter_add_sql.key);
+    END IF;
+    IF _counter_add_sql.delta IS NULL THEN
+        RAISE EXCEPTION 'counter delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Two statements, no lock: a concurrent drop leaves an orphan row that compaction
+    -- deletes. (On Citus the registry is read on this node and the INSERT goes to the
+    -- one shard of the key, in one round trip; an INSERT ... SELECT from the registry
+    -- would be pulled through this node and committed with two-phase commit.)
+    SELECT r.id, r.shards INTO cid, nshards
+    FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(_counter_add_sql.name);
+    END IF;
+    IF _counter_add_sql.request_id IS NULL THEN
+        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
+        VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta);
+        RETURN true;
+    END IF;
+    IF pg_catalog.octet_length(_counter_add_sql.request_id) > 512 THEN
+        RAISE EXCEPTION 'request_id is too long (% bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A request_id is at most 512 bytes.';
+    END IF;
+    -- The primary key makes concurrent duplicates wait for each other: exactly one
+    -- commits a new row. An entry older than the retention is re-armed, as if purged.
+    -- (The times are computed first: Citus takes only constants in DO UPDATE.)
+    now_ts := now();
+    expired := now_ts - @extschema@._counter_retention();
+    INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id, added_at)
+    VALUES (cid, _counter_add_sql.request_id, now_ts)
+    ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now_ts
+        WHERE q.added_at < expired;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
+    VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta);
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION counter_values(name text, keys text[])
+RETURNS TABLE (key text, value int8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+BEGIN
+    SELECT r.id INTO cid
+    FROM @extschema@.counter_registry r WHERE r.name = counter_values.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_values.name);
+    END IF;
+    IF counter_values.keys IS NULL OR pg_catalog.array_position(counter_values.keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'counter keys must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus: one statement over the shards of the keys, grouped by key (a key's
+        -- rows are in one shard, read in one snapshot there), then in the order given.
+        RETURN QUERY
+        WITH v AS MATERIALIZED (
+            SELECT u.key, pg_catalog.sum(u.v) AS v FROM (
+                SELECT t.key, t.value AS v FROM @extschema@.counter_totals t
+                WHERE t.counter_id = cid AND t.key = ANY (counter_values.keys)
+                UNION ALL
+                SELECT p.key, p.delta FROM @extschema@.counter_pending p
+                WHERE p.counter_id = cid AND p.key = ANY (counter_values.keys)) AS u
+            GROUP BY u.key)
+        SELECT k.k, COALESCE(v.v, 0)::int8
+        FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
+        LEFT JOIN v ON v.key = k.k
+        ORDER BY k.ord;
+        RETURN;
+    END IF;
+    -- In the order given (duplicates repeated), one snapshot for all keys.
+    RETURN QUERY
+    SELECT k.k,
+           (COALESCE(t.value, 0)
+            + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                        WHERE p.counter_id = cid AND p.key = k.k), 0))::int8
+    FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
+    LEFT JOIN @extschema@.counter_totals t ON t.counter_id = cid AND t.key = k.k
+    ORDER BY k.ord;
+END
+$$;
+
+-- One bounded compaction batch: what the background worker runs once per transaction
+-- and counter_compact() runs in a loop. Folds at most `batch` pending rows (of one
+-- counter, or of all when name is NULL) into totals and returns how many it removed
+-- (rows of dropped counters are removed without folding). Atomic: it is one statement.
+-- `SET enable_seqscan = off` (for the call only) pins the plan of `ctid = ANY(array)` to
+-- a TID scan: a plan cached while the table looked empty was a sequential scan testing
+-- every row against the whole array (10,000 x table size comparisons per batch; under
+-- load the worker fell minutes behind). The pick itself stays a sequential scan: there
+-- is no other path for it. `SET jit = off`: the statement's estimated cost (from a
+-- pending table that was large when last analyzed) can exceed jit_above_cost, and JIT
+-- compiling it took more CPU than the batch itself: an idle worker, with nothing to fold,
+-- burnt most of a core compiling this statement every compact_interval. The same
+-- settings are on counter_drop and counter_purge_requests.
+CREATE OR REPLACE FUNCTION counter_compact_batch(name text, batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    moved_rows int8;
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'invalid compaction batch: %', COALESCE(batch::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'batch must be at least 1.';
+    END IF;
+    PERFORM @extschema@._counter_compaction_lock(true);
+    IF counter_compact_batch.name IS NOT NULL THEN
+        SELECT r.id INTO cid FROM @extschema@.counter_registry r
+        WHERE r.name = counter_compact_batch.name;
+        IF NOT FOUND THEN
+            PERFORM @extschema@._counter_missing(counter_compact_batch.name);
+        END IF;
+    END IF;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus: the shards this node holds, on this node (section "Citus" below).
+        RETURN @extschema@._counter_compact_local(cid, batch);
+    END IF;
+    WITH picked AS (
+        -- No row locks here (FOR UPDATE would WAL-log a lock per row on top of the
+        -- delete): a row two compactions both pick is deleted, and RETURNed, by exactly
+        -- one of them; the other waits for it and then skips the row.
+        SELECT p.ctid AS tid FROM @extschema@.counter_pending p
+        WHERE cid IS NULL OR p.counter_id = cid
+        LIMIT batch
+    ), moved AS (
+        DELETE FROM @extschema@.counter_pending p
+        WHERE p.ctid = ANY (ARRAY(SELECT tid FROM picked))
+        RETURNING p.counter_id, p.key, p.delta
+    ), per_counter AS (
+        SELECT m.counter_id, pg_catalog.count(*) AS n FROM moved m GROUP BY m.counter_id
+    ), live AS (
+        -- Locks each live counter's registry row (a concurrent counter_drop waits, or
+        -- wins and its counter is skipped): nothing is folded for a dropped counter.
+        UPDATE @extschema@.counter_registry r
+        SET last_compaction = pg_catalog.clock_timestamp(),
+            compactions = r.compactions + 1,
+            rows_compacted = r.rows_compacted + pc.n
+        FROM per_counter pc
+        WHERE r.id = pc.counter_id
+        RETURNING r.id
+    ), folded AS (
+        INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
+        SELECT m.counter_id, m.key, pg_catalog.sum(m.delta)
+        FROM moved m
+        WHERE m.counter_id IN (SELECT l.id FROM live l)
+        GROUP BY m.counter_id, m.key
+        ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+    )
+    SELECT pg_catalog.count(*) INTO moved_rows FROM moved;
+    RETURN moved_rows;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION counter_compact(name text DEFAULT NULL) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    batch int4 := COALESCE(NULLIF(pg_catalog.current_setting('distributed_counter.compact_batch', true), '')::int4, 10000);
+    total int8 := 0;
+    n int8;
+BEGIN
+    -- (Nested: citus_is_coordinator() exists only where Citus is installed.)
+    IF @extschema@._counter_distributed() THEN IF pg_catalog.citus_is_coordinator() THEN
+        -- On Citus the coordinator holds no shards: every worker node compacts its own.
+        IF counter_compact.name IS NOT NULL THEN
+            PERFORM FROM @extschema@.counter_registry r WHERE r.name = counter_compact.name;
+            IF NOT FOUND THEN
+                PERFORM @extschema@._counter_missing(counter_compact.name);
+            END IF;
+        END IF;
+        -- (@extschema@ is substituted already quoted where needed: %s, not %I.)
+        RETURN @extschema@._counter_on_workers(pg_catalog.format('SELECT %s.counter_compact(%L)',
+                                                                  '@extschema@', counter_compact.name));
+    END IF; END IF;
+    LOOP
+        n := @extschema@.counter_compact_batch(name, batch);
+        total := total + n;
+        EXIT WHEN n < batch;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION counter_drop(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+BEGIN
+    DELETE FROM @extschema@.counter_registry r WHERE r.name = counter_drop.name
+    RETURNING r.id INTO cid;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_drop.name);
+    END IF;
+    DELETE FROM @extschema@.counter_totals t WHERE t.counter_id = cid;
+    DELETE FROM @extschema@.counter_requests q WHERE q.counter_id = cid;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus the pending rows are left to each node's compaction, which deletes
+        -- rows of a counter that no longer exists without folding them.
+        RETURN;
+    END IF;
+    -- SKIP LOCKED: rows an in-flight compaction holds are left to it; it finds the
+    -- counter gone and deletes them without folding (waiting here could deadlock).
+    DELETE FROM @extschema@.counter_pending p
+    WHERE p.ctid = ANY (ARRAY(SELECT p2.ctid FROM @extschema@.counter_pending p2
+                              WHERE p2.counter_id = cid FOR UPDATE SKIP LOCKED));
+END
+$$;
+
+-- Forget request_ids older than distributed_counter.dedupe_retention, at most `batch`
+-- of them. The worker calls this periodically; returns the number removed.
+CREATE OR REPLACE FUNCTION counter_purge_requests(batch int4 DEFAULT 10000) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int8;
+BEGIN
+    IF @extschema@._counter_distributed() THEN
+        RETURN @extschema@._counter_purge_requests_local(batch);
+    END IF;
+    WITH gone AS (
+        DELETE FROM @extschema@.counter_requests q
+        WHERE q.ctid = ANY (ARRAY(
+            SELECT q2.ctid FROM @extschema@.counter_requests q2
+            WHERE q2.added_at < now() - @extschema@._counter_retention()
+            LIMIT batch FOR UPDATE SKIP LOCKED))
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) INTO n FROM gone;
+    RETURN n;
+END
+$$;
+
+-- counter_stats. security_invoker: the view reads the tables with its caller's
+-- privileges and row level security, so it shows no counter its caller could not see
+-- directly. Defined by _counter_define_stats_view() in the form this install needs: the
+-- local form (per-counter subqueries, cheap when filtered by name) or, after
+-- counter_distribute(), a form Citus can plan (grouped subqueries it aggregates on the
+-- workers). An upgrade script that changes the view calls this function again.
+CREATE FUNCTION _counter_define_stats_view() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NOT @extschema@._counter_distributed() THEN
+        CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
+        SELECT r.name,
+               r.shards,
+               (SELECT pg_catalog.count(*) FROM (
+                    SELECT t.key FROM @extschema@.counter_totals t WHERE t.counter_id = r.id
+                    UNION
+                    SELECT p.key FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS k
+               ) AS keys,
+               pend.pending_rows,
+               now() - pend.oldest AS oldest_pending_age,
+               r.last_compaction,
+               r.compactions,
+               r.rows_compacted
+        FROM @extschema@.counter_registry r
+        CROSS JOIN LATERAL (
+            SELECT pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
+            FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS pend;
+    ELSE
+        CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
+        SELECT r.name,
+               r.shards,
+               COALESCE(k.keys, 0) AS keys,
+               COALESCE(pend.pending_rows, 0) AS pending_rows,
+               now() - pend.oldest AS oldest_pending_age,
+               r.last_compaction,
+               r.compactions,
+               r.rows_compacted
+        FROM @extschema@.counter_registry r
+        LEFT JOIN (
+            SELECT u.counter_id, pg_catalog.count(DISTINCT u.key) AS keys
+            FROM (SELECT t.counter_id, t.key FROM @extschema@.counter_totals t
+                  UNION ALL
+                  SELECT p.counter_id, p.key FROM @extschema@.counter_pending p) AS u
+            GROUP BY u.counter_id) AS k ON k.counter_id = r.id
+        LEFT JOIN (
+            SELECT p.counter_id, pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
+            FROM @extschema@.counter_pending p GROUP BY p.counter_id) AS pend ON pend.counter_id = r.id;
+    END IF;
+END
+$fn$;
+
+-- True once counter_distribute() made counter_pending a Citus table (on any node of the
+-- cluster: Citus copies its metadata to the workers).
+CREATE FUNCTION _counter_distributed() RETURNS bool
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
+                   WHERE d.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_pending'::pg_catalog.regclass);
+END
+$$;
+
+-- Run `command` (which returns a number) on every worker node; the sum of the results.
+-- A node that fails raises an error naming it.
+CREATE FUNCTION _counter_on_workers(command text) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w record;
+    total int8 := 0;
+BEGIN
+    FOR w IN SELECT * FROM pg_catalog.run_command_on_workers(command) LOOP
+        IF NOT w.success THEN
+            RAISE EXCEPTION 'counter compaction failed on worker node %:%: %', w.nodename, w.nodeport, w.result
+                USING ERRCODE = CASE WHEN w.result ~* 'connect' THEN 'connection_failure' ELSE 'external_routine_exception' END;
+        END IF;
+        total := total + COALESCE(NULLIF(w.result, '')::int8, 0);
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- The shards of counter_pending this node holds (schema-qualified names: shard_name(...,
+-- false)), each with its co-located counter_totals
+-- shard, and this node's copy of the registry; in random order (compaction batches
+-- reach every shard). Only on a distributed install.
+CREATE FUNCTION _counter_local_shards(OUT pending regclass, OUT totals regclass, OUT registry regclass)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
+    SELECT pg_catalog.shard_name('@extschema@.counter_pending'::pg_catalog.regclass, sp.shardid, false)::pg_catalog.regclass,
+           pg_catalog.shard_name('@extschema@.counter_totals'::pg_catalog.regclass, st.shardid, false)::pg_catalog.regclass,
+           pg_catalog.shard_name('@extschema@.counter_registry'::pg_catalog.regclass, sr.shardid, false)::pg_catalog.regclass
+    FROM pg_catalog.pg_dist_shard sp
+    JOIN pg_catalog.pg_dist_placement pp ON pp.shardid OPERATOR(pg_catalog.=) sp.shardid
+    JOIN pg_catalog.pg_dist_shard st
+      ON st.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_totals'::pg_catalog.regclass
+     AND st.shardminvalue OPERATOR(pg_catalog.=) sp.shardminvalue
+    JOIN pg_catalog.pg_dist_placement pt
+      ON pt.shardid OPERATOR(pg_catalog.=) st.shardid AND pt.groupid OPERATOR(pg_catalog.=) pp.groupid
+    JOIN pg_catalog.pg_dist_shard sr
+      ON sr.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_registry'::pg_catalog.regclass
+    JOIN pg_catalog.pg_dist_placement pr
+      ON pr.shardid OPERATOR(pg_catalog.=) sr.shardid AND pr.groupid OPERATOR(pg_catalog.=) pp.groupid
+    WHERE sp.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_pending'::pg_catalog.regclass
+      AND pp.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
+    ORDER BY pg_catalog.random();
+END
+$$;
+
+-- One compaction batch over one local shard of counter_pending (of one counter, or of all
+-- when cid is NULL): the statement of counter_compact_batch, on the shard tables, with a
+-- KEY SHARE lock on the registry copy's rows instead of the statistics update.
+CREATE FUNCTION _counter_compact_shard(pending regclass, totals regclass, registry regclass, cid int4, batch int4)
+RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    moved_rows int8;
+BEGIN
+    EXECUTE pg_catalog.format($q$
+        WITH picked AS (
+            SELECT p.ctid AS tid FROM %1$s p WHERE $1 IS NULL OR p.counter_id = $1 LIMIT $2
+        ), moved AS (
+            DELETE FROM %1$s p WHERE p.ctid = ANY (ARRAY(SELECT tid FROM picked))
+            RETURNING p.counter_id, p.key, p.delta
+        ), live AS (
+            SELECT r.id FROM %3$s r WHERE r.id IN (SELECT m.counter_id FROM moved m) FOR KEY SHARE OF r
+        ), folded AS (
+            INSERT INTO %2$s AS t (counter_id, key, value)
+            SELECT m.counter_id, m.key, pg_catalog.sum(m.delta)
+            FROM moved m
+            WHERE m.counter_id IN (SELECT l.id FROM live l)
+            GROUP BY m.counter_id, m.key
+            ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+        )
+        SELECT pg_catalog.count(*) FROM moved $q$, pending, totals, registry)
+    INTO moved_rows USING cid, batch;
+    RETURN moved_rows;
+END
+$$;
+
+-- At most `batch` pending rows of this node's shards folded, one statement per shard (the
+-- caller holds the compaction lock).
+CREATE FUNCTION _counter_compact_local(cid int4, batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sh record;
+    moved int8 := 0;
+BEGIN
+    FOR sh IN SELECT * FROM @extschema@._counter_local_shards() LOOP
+        moved := moved + @extschema@._counter_compact_shard(sh.pending, sh.totals, sh.registry, cid, (batch - moved)::int4);
+        EXIT WHEN moved >= batch;
+    END LOOP;
+    RETURN moved;
+END
+$$;
+
+-- counter_purge_requests on this node's shards of counter_requests.
+CREATE FUNCTION _counter_purge_requests_local(batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    shard regclass;
+    n int8;
+    total int8 := 0;
+BEGIN
+    FOR shard IN
+        SELECT pg_catalog.shard_name('@extschema@.counter_requests'::pg_catalog.regclass, s.shardid, false)::pg_catalog.regclass
+        FROM pg_catalog.pg_dist_shard s
+        JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+        WHERE s.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.counter_requests'::pg_catalog.regclass
+          AND p.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
+    LOOP
+        EXECUTE pg_catalog.format($q$
+            WITH gone AS (
+                DELETE FROM %1$s q WHERE q.ctid = ANY (ARRAY(
+                    SELECT q2.ctid FROM %1$s q2 WHERE q2.added_at < now() - $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
+                RETURNING 1)
+            SELECT pg_catalog.count(*) FROM gone $q$, shard)
+        INTO n USING @extschema@._counter_retention(), batch - total;
+        total := total + n;
+        EXIT WHEN total >= batch;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+CREATE FUNCTION counter_distribute() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'counter_distribute() needs Citus, which is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'On every node: shared_preload_libraries = ''citus,distributed_counter'', CREATE EXTENSION citus and CREATE EXTENSION distributed_counter; add the workers on the coordinator (citus_add_node), then call counter_distribute() there.';
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'counter_distribute() runs on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF @extschema@._counter_distributed() THEN
+        RETURN;  -- already done
+    END IF;
+    -- No compaction on this node while the tables move (the worker skips its passes).
+    PERFORM @extschema@._counter_compaction_lock(true);
+    -- Citus distributes no table with triggers. These invalidate the per-backend cache of
+    -- counter_add's C fast path, which a distributed install does not use.
+    DROP TRIGGER counter_registry_changing ON @extschema@.counter_registry;
+    DROP TRIGGER counter_registry_changed ON @extschema@.counter_registry;
+    DROP TRIGGER counter_registry_truncated ON @extschema@.counter_registry;
+    PERFORM pg_catalog.create_reference_table('@extschema@.counter_registry');
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_totals', 'key', colocate_with => 'none');
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_pending', 'key',
+                                                colocate_with => '@extschema@.counter_totals');
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_requests', 'request_id', colocate_with => 'none');
+    -- The rows were copied into the shards; the coordinator's local copies go.
+    PERFORM pg_catalog.truncate_local_data_after_distributing_table(t)
+    FROM pg_catalog.unnest(ARRAY['@extschema@.counter_registry', '@extschema@.counter_totals',
+                                 '@extschema@.counter_pending', '@extschema@.counter_requests']::pg_catalog.regclass[]) AS t;
+    PERFORM @extschema@._counter_define_stats_view();
+END
+$$;
+COMMENT ON FUNCTION counter_distribute() IS
+    'makes the counter tables Citus tables (registry: reference table; rows: distributed by key); run once on the coordinator';
+
+SELECT @extschema@._counter_define_stats_view();

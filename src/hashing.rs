@@ -80,7 +80,7 @@ impl HashPlan {
             if declared == pg_sys::InvalidOid {
                 crate::error::invalid_parameter(
                     "could not determine the data type of the value to hash",
-                    Some("On Citus, the aggregates over anyelement are partially aggregated for the types docs/SQL.md lists; cast other types to text."),
+                    Some("A transition function over anyelement was called without an expression tree (as Citus does): create typed aggregates for the type with typed_aggregates()."),
                 );
             }
             let type_oid = pg_sys::getBaseType(declared);

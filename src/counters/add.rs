@@ -1,14 +1,15 @@
 //! `counter_add`'s write path, written against the heap and index AMs.
 //!
 //! The common call (`request_id` NULL, valid key and delta) is one heap + index insert
-//! into `counter_pending`: the same row the PL/pgSQL statement `INSERT INTO
-//! counter_pending SELECT ... FROM counter_registry` writes, without an executor start-up
+//! into `counter_pending`: the same row the PL/pgSQL function's `INSERT INTO
+//! counter_pending VALUES (...)` writes, without an executor start-up
 //! per call (under 32 pgbench clients on one key the PL/pgSQL version took 24 % of server
 //! CPU, this path about 12 %). Everything else goes through the PL/pgSQL function
 //! `_counter_add_sql`, which has the same contract and raises the errors: a request_id, a
 //! NULL or too-long argument, an unknown counter, a caller without the privileges, row
 //! level security that applies to the caller on either table, a read-only transaction,
-//! a loaded permission-check hook (`ExecutorCheckPerms_hook`, e.g. sepgsql), or a table
+//! a loaded permission-check hook (`ExecutorCheckPerms_hook`, e.g. sepgsql), a table made
+//! a Citus table by `counter_distribute()` (Citus routes the SQL path's INSERT), or a table
 //! that no longer has exactly the layout sql/counters.sql creates (a user's trigger,
 //! rule, CHECK constraint, identity or generated column, expression or partial index,
 //! extra column, other access method, partitioning).
@@ -53,7 +54,10 @@ crate::sql_function! {
                 (rels, arg(fcinfo, 0), arg(fcinfo, 1), arg(fcinfo, 2), arg(fcinfo, 3))
             {
                 let key = pg_sys::pg_detoast_datum_packed(key.cast_mut_ptr());
-                if varlena_len(key) <= KEY_MAX_BYTES && fast_insert(&rels, name, key, delta) {
+                if !rels.citus
+                    && varlena_len(key) <= KEY_MAX_BYTES
+                    && fast_insert(&rels, name, key, delta)
+                {
                     return datum_bool(true);
                 }
             }
@@ -74,6 +78,10 @@ struct Rels {
     pending: pg_sys::Oid,
     registry: pg_sys::Oid,
     name_index: pg_sys::Oid,
+    /// counter_pending is a Citus table (after `counter_distribute()`): on the
+    /// coordinator it is an empty shell whose rows live in shards on the workers, so
+    /// every add takes the SQL path, which Citus routes.
+    citus: bool,
 }
 
 /// The per-backend cache: the relations, and `name -> (id, shards)` of counters found.
@@ -125,16 +133,18 @@ unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
             return Some(rels);
         }
         let namespace = pg_sys::get_func_namespace(fn_oid);
-        let rels = Rels {
+        let mut rels = Rels {
             fn_oid,
             namespace,
             pending: relation(namespace, c"counter_pending"),
             registry: relation(namespace, c"counter_registry"),
             name_index: relation(namespace, c"counter_registry_name_key"),
+            citus: false,
         };
         if [rels.pending, rels.registry, rels.name_index].contains(&pg_sys::InvalidOid) {
             return None;
         }
+        rels.citus = is_citus_table(rels.pending);
         CACHE.with_borrow_mut(|c| {
             *c = Cache {
                 rels: Some(rels),
@@ -180,6 +190,29 @@ unsafe fn find_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
 /// Payload length of a detoasted (possibly short-header) varlena.
 unsafe fn varlena_len(v: *mut pg_sys::varlena) -> usize {
     unsafe { crate::fmgr::varlena_bytes(pg_sys::Datum::from(v)).len() }
+}
+
+/// Whether `rel` is a Citus table (it has a row in Citus's pg_dist_partition). Cached with
+/// the relations: distributing a table invalidates its relcache entry. When in doubt (the
+/// lookup failed), true: the SQL path is always correct.
+unsafe fn is_citus_table(rel: pg_sys::Oid) -> bool {
+    unsafe {
+        if relation(pg_sys::PG_CATALOG_NAMESPACE.into(), c"pg_dist_partition") == pg_sys::InvalidOid
+        {
+            return false;
+        }
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d
+                            WHERE d.logicalrelid OPERATOR(pg_catalog.=) $1)",
+            &[DatumWithOid::new(
+                pg_sys::Datum::from(rel),
+                pg_sys::REGCLASSOID,
+            )],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(true)
+    }
 }
 
 unsafe fn relation(namespace: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {

@@ -653,3 +653,20 @@ fn counters_compaction_reads_proportional_to_the_batch() {
     assert!(scanned <= 2 * 4000, "compaction read {scanned} rows to move 4000");
     assert_eq!(counters_value("tids", "k0"), 571);
 }
+
+/// Without Citus, counter_distribute() refuses with 55000 and says how to set Citus up;
+/// the install stays local (the fast path and counter_stats keep working).
+#[pg_test]
+fn counter_distribute_needs_citus() {
+    let e = sql_error("SELECT counter_distribute()");
+    assert_eq!(e.state, "55000");
+    assert!(e.hint.contains("CREATE EXTENSION citus"), "{}", e.hint);
+    assert!(!one::<bool>("SELECT _counter_distributed()"));
+    Spi::run("SELECT counter_create('cd_local', 2)").unwrap();
+    assert!(one::<bool>("SELECT counter_add('cd_local', 'k', 5)"));
+    assert_eq!(one::<i64>("SELECT counter_value('cd_local', 'k')"), 5);
+    assert_eq!(
+        one::<i64>("SELECT pending_rows FROM counter_stats WHERE name = 'cd_local'"),
+        1
+    );
+}

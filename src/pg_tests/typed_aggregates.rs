@@ -110,9 +110,8 @@ fn anyelement_transition_without_an_expression_tree_is_an_error() {
 
 /// Every built-in type with an implicit cast into a typed overload's type has overloads
 /// of its own, so adding them never made a value resolve to another type's overload.
-/// The exceptions: the reg* types, which cast to oid without changing their bytes, and
-/// the planner's internal pg_node_tree and extended-statistics types, which no user
-/// value has.
+/// The exceptions: the planner's internal pg_node_tree and extended-statistics types,
+/// which no user value has.
 #[pg_test]
 fn typed_overloads_are_closed_under_implicit_casts() {
     let uncovered: String = one(
@@ -123,7 +122,6 @@ fn typed_overloads_are_closed_under_implicit_casts() {
          FROM pg_cast c
          WHERE c.castcontext = 'i' AND c.casttarget IN (SELECT t FROM typed)
            AND c.castsource NOT IN (SELECT t FROM typed)
-           AND NOT (c.castmethod = 'b' AND format_type(c.castsource, NULL) LIKE 'reg%')
            AND c.castsource::regtype::text NOT IN ('pg_node_tree', 'pg_ndistinct', 'pg_dependencies', 'pg_mcv_list')",
     );
     assert_eq!(uncovered, "", "implicit casts into typed overload types from types without overloads");
@@ -131,28 +129,53 @@ fn typed_overloads_are_closed_under_implicit_casts() {
         one::<i64>(
             "SELECT count(*) FROM pg_proc WHERE proname = 'approx_count_distinct_trans' AND proargtypes[1] <> 'anyelement'::regtype"
         ),
-        TYPED_SAMPLES.len() as i64
+        TYPED_SAMPLES.len() as i64 + 11 // and the 11 reg* types
     );
 }
 
-/// Resolution with overloads present: a literal of unknown type is text, as with
-/// anyelement alone; each typed value resolves to its own overload; answers agree with
-/// the hash functions.
+/// Resolution with overloads present: each typed value (and a reg* value, and a domain
+/// over a typed type) resolves to the overloads of its own type, and they hash and print
+/// it exactly as the anyelement scalar functions (cms_add, topk_add) do.
 #[pg_test]
 fn typed_overloads_resolve_and_agree() {
-    assert_eq!(one::<i64>("SELECT approx_count_distinct('abc')"), 1);
-    assert_eq!(one::<i64>("SELECT cms_count(cms_add_agg('abc'), 'abc'::text)"), 1);
-    assert_eq!(one::<i64>("SELECT topk_total(topk_add_agg('abc'))"), 1);
-    for (ty, literal) in TYPED_SAMPLES {
-        // the aggregate and cms_add (anyelement) hash alike
+    Spi::run("CREATE DOMAIN dc_posint AS int4 CHECK (VALUE > 0)").unwrap();
+    let mut samples: Vec<(&str, &str)> = TYPED_SAMPLES.to_vec();
+    samples.push(("regclass", "'pg_class'"));
+    samples.push(("regtype", "'int4'"));
+    samples.push(("dc_posint", "7"));
+    for (ty, literal) in samples {
+        // the overload each aggregate call resolves to, read from a view's dependencies
+        Spi::run(&format!(
+            "CREATE TEMP VIEW dc_resolved AS SELECT approx_count_distinct(v) a, cms_add_agg(v) c1,
+                    cms_add_agg(v, 0.1, 0.1) c2, cms_add_agg(v, 2, 0.1, 0.1) c3, topk_add_agg(v) t1,
+                    topk_add_agg(v, 3) t2
+             FROM (SELECT ({literal})::{ty} AS v) s"
+        ))
+        .unwrap();
+        let base = if ty == "dc_posint" { "integer" } else { "" };
+        let resolved: String = one(&format!(
+            "SELECT string_agg(DISTINCT format_type(p.proargtypes[0], NULL), ',')
+             FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_proc p ON p.oid = d.refobjid
+             WHERE r.ev_class = 'dc_resolved'::regclass AND p.prokind = 'a'"
+        ));
+        let want: String = if base.is_empty() {
+            one(&format!("SELECT format_type('{ty}'::regtype, NULL)"))
+        } else {
+            base.to_string()
+        };
+        assert_eq!(resolved, want, "{ty}: the aggregates resolved to");
+        Spi::run("DROP VIEW dc_resolved").unwrap();
         let same: bool = one(&format!(
             "WITH s AS (SELECT ({literal})::{ty} AS v)
              SELECT (SELECT cms_add_agg(v) FROM s)::bytea = (SELECT cms_add(NULL::cms, v) FROM s)::bytea
-                AND (SELECT approx_count_distinct(v) FROM s) = 1
-                AND (SELECT topk_total(topk_add_agg(v, 3)) FROM s) = 1"
+                AND (SELECT topk_add_agg(v) FROM s)::bytea = (SELECT topk_add(NULL::topk, v) FROM s)::bytea
+                AND (SELECT approx_count_distinct(v) FROM s) = 1"
         ));
-        assert!(same, "{ty}");
+        assert!(same, "{ty}: the typed aggregates and the anyelement functions disagree");
     }
+    // a literal of unknown type is text
+    assert_eq!(one::<i64>("SELECT approx_count_distinct('abc')"), 1);
+    assert_eq!(one::<i64>("SELECT cms_count(cms_add_agg('abc'), 'abc'::text)"), 1);
     // 5::int2, 5::int4 and 5::int8 still count as one value
     assert_eq!(
         one::<i64>(
@@ -192,6 +215,14 @@ fn typed_aggregates_for_a_user_type() {
     assert!(e.hint.contains("feeling"), "{}", e.hint);
     Spi::run("SELECT typed_aggregates('feeling')").unwrap();
     Spi::run("SELECT typed_aggregates('verdict')").unwrap();
+    // arrays coerce element by element: int4[] needs int2[] first
+    let e = sql_error("SELECT typed_aggregates('int4[]')");
+    assert_eq!(e.state, "22023");
+    assert!(e.hint.contains("smallint[]"), "{}", e.hint);
+    Spi::run("SELECT typed_aggregates('int2[]')").unwrap();
+    // a partial set of the twelve objects is refused, not silently completed
+    Spi::run("DROP AGGREGATE topk_add_agg(mood, int4)").unwrap();
+    assert_eq!(sqlstate("SELECT typed_aggregates('mood')"), "42723");
     // superuser only
     Spi::run("CREATE ROLE dc_typed_nobody").unwrap();
     Spi::run("SET LOCAL ROLE dc_typed_nobody").unwrap();
