@@ -104,26 +104,20 @@ BEGIN
                   HINT = 'A domain is aggregated as its base type; give that type.';
     END IF;
     -- A value of a type with an implicit cast to t would resolve to t's overloads and be
-    -- hashed as a t instead of as itself: that type needs its own overloads first.
+    -- hashed as a t instead of as itself: that type needs its own overloads first. An
+    -- array coerces element by element (int2[] to int4[]): the same rule for the arrays
+    -- of the element type's implicit sources.
     FOR src IN
-        SELECT c.castsource FROM pg_cast c
-        WHERE c.casttarget = t AND c.castcontext = 'i' AND c.castsource <> t
-          AND to_regprocedure(format('%s.approx_count_distinct_trans(%s.hll, %s)', s, s,
-                                     format_type(c.castsource, NULL))) IS NULL
-    LOOP
-        RAISE EXCEPTION 'typed_aggregates: values of type % would be cast to % and hashed as %', src, t, t
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('Call typed_aggregates(%L) first.', src);
-    END LOOP;
-    -- An array coerces element by element (int2[] to int4[]): the same rule for the
-    -- arrays of the element type's implicit sources.
-    FOR src IN
-        SELECT st.typarray FROM pg_cast c
-        JOIN pg_type at ON at.oid = t AND at.typcategory = 'A' AND at.typelem = c.casttarget
-        JOIN pg_type st ON st.oid = c.castsource AND st.typarray <> 0
-        WHERE c.castcontext = 'i' AND c.castsource <> c.casttarget
-          AND to_regprocedure(format('%s.approx_count_distinct_trans(%s.hll, %s)', s, s,
-                                     format_type(st.typarray, NULL))) IS NULL
+        SELECT u.src FROM (
+            SELECT c.castsource AS src FROM pg_cast c
+            WHERE c.casttarget = t AND c.castcontext = 'i' AND c.castsource <> t
+            UNION ALL
+            SELECT st.typarray FROM pg_cast c
+            JOIN pg_type at ON at.oid = t AND at.typcategory = 'A' AND at.typelem = c.casttarget
+            JOIN pg_type st ON st.oid = c.castsource AND st.typarray <> 0
+            WHERE c.castcontext = 'i' AND c.castsource <> c.casttarget) AS u
+        WHERE to_regprocedure(format('%s.approx_count_distinct_trans(%s.hll, %s)', s, s,
+                                     format_type(u.src, NULL))) IS NULL
     LOOP
         RAISE EXCEPTION 'typed_aggregates: values of type % would be cast to % and hashed as %', src, t, t
             USING ERRCODE = 'invalid_parameter_value',
