@@ -6,10 +6,13 @@
 #      GROUP BY day, over a distributed table against the same rows in a plain table on
 #      the coordinator; the bytes that crossed loopback during each query (from
 #      /proc/net/dev), against the size of the rows a row-gathering plan would ship.
-#   2. counter_add through the coordinator (distributed counters) against counter_add on
-#      a single node without Citus (the C fast path), 8 pgbench clients over 100,000
-#      keys: throughput, and the machine's CPU time per add (both cores, every process).
-# Usage: benches/citus.sh   (ROWS=10000000 SECONDS_PER_RUN=10 SKIP_INSTALL=1 to reuse an
+#   2. counter_add on distributed counters, with the clients on the coordinator and with
+#      them on the worker nodes (Citus keeps its metadata on every node), against
+#      counter_add on a single node without Citus (the C fast path); 8 pgbench clients
+#      over 100,000 keys: throughput, the machine's CPU time per add (both cores, every
+#      process), and where that CPU goes: each node's backends, its compaction worker,
+#      its other processes, and pgbench.
+# Usage: benches/citus.sh   (ROWS=10000000 SECONDS_PER_RUN=12 SKIP_INSTALL=1 to reuse an
 #        installed release build). Needs ../shared (Citus is built from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf '\033[1;35m[bench]\033[0m %s\n' "$*"; }
 fail() { printf '\033[1;31m[bench] FAIL:\033[0m %s\n' "$*" >&2; exit 1; }
 ROWS=${ROWS:-10000000}
-T=${SECONDS_PER_RUN:-10}
+T=${SECONDS_PER_RUN:-12}
 exec 9>/tmp/distributed_counter.pg.lock
 flock 9
 if [ -z "${SKIP_INSTALL:-}" ]; then
@@ -72,27 +75,81 @@ cat >"$WORK/add.sql" <<'EOF'
 SELECT counter_add('c', 'key' || :k);
 EOF
 machine_ticks() { awk '$1 == "cpu" { printf "%.0f\n", $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-cpu_run() { # label port: pgbench for T seconds; "tps|machine CPU ms per add"
-  local label=$1 port=$2 m0 m1
-  pgbench -h 127.0.0.1 -p "$port" -U postgres -n -T "$T" -c 8 -j 2 -M prepared -f "$WORK/add.sql" postgres \
-    >"$WORK/pgb.$label" 2>&1 &
-  local pg=$!
-  sleep 1; m0=$(machine_ticks); sleep $((T - 2)); m1=$(machine_ticks)
-  wait $pg
-  local tps; tps=$(grep -o 'tps = [0-9.]*' "$WORK/pgb.$label" | head -1 | cut -d' ' -f3)
-  # machine CPU (both cores, every process: servers, pgbench) per add, over the window
-  echo "$tps|$(echo "($m1 - $m0) * 10 / ($tps * ($T - 2))" | bc -l)"
+HZ=$(getconf CLK_TCK)
+# Every process's CPU time by role, "pid node role ticks": each server's client backends
+# (and the connections Citus opens between the nodes), its compaction worker, the rest
+# (checkpointer, walwriter, Citus's maintenance daemon, ...), and pgbench. A process
+# that exits within the window loses its ticks from the split (none should: pgbench and
+# Citus keep their connections open).
+cpu_snapshot() { # NODE=CLUSTER...  (shell builtins only: it must be quick under load)
+  local spec node pm pid cmd kind f
+  for spec in "$@"; do
+    node=${spec%%=*}
+    read -r pm <"$(pg_cluster_dir "${spec#*=}")/data/postmaster.pid"
+    for pid in "$pm" $(pgrep -P "$pm"); do
+      { IFS= read -r -d '' cmd <"/proc/$pid/cmdline" && read -r -a f <"/proc/$pid/stat"; } 2>/dev/null || continue
+      case $cmd in
+        *"distributed_counter compactor"*) kind=compaction ;;
+        *"127.0.0.1("*|*"[local]"*) kind=backends ;;
+        *) kind=other ;;
+      esac
+      echo "$pid $node $kind $((f[13] + f[14]))"
+    done
+  done
+  for pid in $(pgrep -x pgbench); do
+    read -r -a f <"/proc/$pid/stat" 2>/dev/null && echo "$pid client pgbench $((f[13] + f[14]))"
+  done
+}
+# cpu_run LABEL NODE=CLUSTER... -- PORT...: 8 pgbench clients spread over the ports for T
+# seconds. Prints "adds/s|machine CPU ms per add" (both cores, every process, over the
+# middle T-4 s, when every connection is open) and leaves the split by role in
+# $WORK/split.LABEL: "node role ms/add".
+cpu_run() {
+  local label=$1; shift
+  local specs=() pids=() port m0 m1 i=0
+  while [ "$1" != -- ]; do specs+=("$1"); shift; done; shift
+  for port in "$@"; do
+    pgbench -h 127.0.0.1 -p "$port" -U postgres -n -T "$T" -c $((8 / $#)) -j 1 -M prepared -f "$WORK/add.sql" postgres \
+      >"$WORK/pgb.$label.$i" 2>&1 &
+    pids+=($!); i=$((i + 1))
+  done
+  sleep 2; local w0; w0=$(date +%s%N)
+  m0=$(machine_ticks); cpu_snapshot "${specs[@]}" >"$WORK/cpu0.$label"
+  sleep $((T - 4))
+  m1=$(machine_ticks); cpu_snapshot "${specs[@]}" >"$WORK/cpu1.$label"
+  local w1; w1=$(date +%s%N)
+  wait "${pids[@]}"
+  local tps; tps=$(cat "$WORK"/pgb."$label".* | grep -o 'tps = [0-9.]*' | awk '{ s += $3 } END { print s }')
+  [ -n "$tps" ] || { tail "$WORK"/pgb."$label".*; fail "pgbench failed"; }
+  local adds; adds=$(echo "$tps * ($w1 - $w0) / 1000000000" | bc -l)
+  awk -v adds="$adds" -v hz="$HZ" '
+    NR == FNR { t0[$1] = $4; next }
+    { d[$2 " " $3] += $4 - ($1 in t0 ? t0[$1] : 0) }
+    END { for (r in d) printf "%s %.4f\n", r, d[r] * 1000 / hz / adds }' \
+    "$WORK/cpu0.$label" "$WORK/cpu1.$label" | sort -k3 -gr >"$WORK/split.$label"
+  echo "$tps|$(echo "($m1 - $m0) * 1000 / $HZ / $adds" | bc -l)"
 }
 say "counter_add: 8 clients over 100,000 keys, $T s each"
 q coord -c "SELECT counter_create('c', 16)" -c "SELECT counter_distribute()" >/dev/null
 pg_cluster_up dc_bench_single 5575 "jit = off" "shared_buffers = '1GB'" 9>&-
 runuser -u postgres -- psql -X -q -h 127.0.0.1 -p 5575 -d postgres -c "DROP EXTENSION IF EXISTS distributed_counter CASCADE" \
   -c "CREATE EXTENSION distributed_counter" -c "SELECT counter_create('c', 16)" >/dev/null
-single=$(cpu_run single 5575)
-citus=$(cpu_run citus "${PORT[coord]}")
-printf '\n%-44s %8s %12s\n' "counter_add, 8 clients, 100,000 keys" "tps" "CPU ms/add"
-IFS='|' read -r s_tps s_cpu <<<"$single"
-IFS='|' read -r c_tps c_cpu <<<"$citus"
-printf '%-44s %8.0f %12.3f\n' "single node, no Citus (C fast path)" "$s_tps" "$s_cpu"
-printf '%-44s %8.0f %12.3f\n' "Citus: coordinator + 2 workers, one machine" "$c_tps" "$c_cpu"
-printf '%-44s %7.2fx %11.2fx\n' "Citus / single node" "$(echo "$c_tps / $s_tps" | bc -l)" "$(echo "$c_cpu / $s_cpu" | bc -l)"
+nodes=(coordinator=dc_citus_coord worker1=dc_citus_w1 worker2=dc_citus_w2)
+single=$(cpu_run single single=dc_bench_single -- 5575)
+via_coord=$(cpu_run via_coord "${nodes[@]}" -- "${PORT[coord]}")
+via_workers=$(cpu_run via_workers "${nodes[@]}" -- "${PORT[w1]}" "${PORT[w2]}")
+row() { local tps cpu; IFS='|' read -r tps cpu <<<"$2"; printf '%-52s %8.0f %12.3f\n' "$1" "$tps" "$cpu"; }
+ratio() {
+  local t1 c1 t0 c0; IFS='|' read -r t1 c1 <<<"$2"; IFS='|' read -r t0 c0 <<<"$single"
+  printf '%-52s %7.2fx %11.2fx\n' "$1" "$(echo "$t1 / $t0" | bc -l)" "$(echo "$c1 / $c0" | bc -l)"
+}
+printf '\n%-52s %8s %12s\n' "counter_add, 8 clients, 100,000 keys" "adds/s" "CPU ms/add"
+row "single node, no Citus (C fast path)" "$single"
+row "Citus, clients on the coordinator" "$via_coord"
+row "Citus, clients on the two worker nodes" "$via_workers"
+ratio "Citus through the coordinator / single node" "$via_coord"
+ratio "Citus through the workers / single node" "$via_workers"
+for label in single via_coord via_workers; do
+  printf '\nwhere the CPU goes (%s), ms per add:\n' "$label"
+  awk '$3 >= 0.0005 { printf "  %-12s %-11s %8.4f\n", $1, $2, $3 }' "$WORK/split.$label"
+done

@@ -3,11 +3,12 @@
 # with one line where ../shared is absent). From the coordinator:
 #   - counter_distribute() on an install with data: values, pending rows and remembered
 #     request ids survive; idempotent; 55000 on a worker node;
-#   - pgbench writers, each add in one transaction with a ledger row (the ledger is
-#     distributed by key, co-located): every key equals its ledger; the adds land on
-#     both workers; each worker node's compaction worker drains its own shards; the
-#     coordinator's shell table gets no row, even with Citus's own trigger on it removed
-#     (so the fast path's explicit rule is what holds);
+#   - pgbench writers through the coordinator and through each worker node (Citus keeps
+#     its metadata on every node), each add in one transaction with a ledger row (the
+#     ledger is distributed by key, co-located): every key equals its ledger; the adds
+#     land on both workers; each worker node's compaction worker drains its own shards;
+#     no node's shell table gets a row (the coordinator's not even with Citus's own
+#     trigger on it removed, so the fast path's explicit rule is what holds);
 #   - counter_values, counter_set, counter_compact(), counter_drop, counter_stats over
 #     the cluster, and the SQLSTATEs of bad calls;
 #   - fault rounds under load (a worker stopped, the coordinator restarted, a worker
@@ -83,13 +84,17 @@ SELECT counter_add('hits', 'hot', 1);
 INSERT INTO ledger VALUES ('hot', :client_id || '-' || random(), 1);
 COMMIT;
 EOF
-say "pgbench: 12 clients over 400 keys and 4 on one hot key, 8 s, through the coordinator"
-pgbench -h 127.0.0.1 -p "${PORT[coord]}" -U postgres -n -T 8 -c 12 -j 2 -f "$WORK/add.sql" postgres >"$WORK/pgb1" 2>&1 &
+say "pgbench, 8 s: 8 clients over 400 keys and 4 on one hot key through the coordinator; 4 over the same keys through each worker node"
+pgbench -h 127.0.0.1 -p "${PORT[coord]}" -U postgres -n -T 8 -c 8 -j 1 -f "$WORK/add.sql" postgres >"$WORK/pgb1" 2>&1 &
 pgbench -h 127.0.0.1 -p "${PORT[coord]}" -U postgres -n -T 8 -c 4 -j 1 -f "$WORK/hot.sql" postgres >"$WORK/pgb2" 2>&1 &
+pgbench -h 127.0.0.1 -p "${PORT[w1]}" -U postgres -n -T 8 -c 4 -j 1 -f "$WORK/add.sql" postgres >"$WORK/pgb3" 2>&1 &
+pgbench -h 127.0.0.1 -p "${PORT[w2]}" -U postgres -n -T 8 -c 4 -j 1 -f "$WORK/add.sql" postgres >"$WORK/pgb4" 2>&1 &
 wait
-tps1=$(grep -o 'tps = [0-9.]*' "$WORK/pgb1" | head -1); tps2=$(grep -o 'tps = [0-9.]*' "$WORK/pgb2" | head -1)
-[ -n "$tps1" ] && [ -n "$tps2" ] || { cat "$WORK/pgb1" "$WORK/pgb2" | tail -20; fail "pgbench failed"; }
-say "pgbench: keys $tps1, hot key $tps2"
+for i in 1 2 3 4; do
+  tps[i]=$(grep -o 'tps = [0-9.]*' "$WORK/pgb$i" | head -1 | cut -d' ' -f3)
+  [ -n "${tps[i]}" ] || { tail -20 "$WORK/pgb$i"; fail "pgbench $i failed"; }
+done
+say "adds/s: keys ${tps[1]} and hot key ${tps[2]} through the coordinator, keys ${tps[3]} and ${tps[4]} through the worker nodes"
 # ledger sums pulled to the coordinator first (a CTE), then read through the counter API
 ledger_diff="WITH l AS MATERIALIZED (SELECT key, sum(delta) AS s FROM ledger GROUP BY key)
              SELECT count(*) FILTER (WHERE v.value IS DISTINCT FROM l.s) || '/' || count(*)
@@ -104,6 +109,10 @@ for n in w1 w2; do
   say "ok: worker $n received $got pending rows into its shards"
 done
 check_eq "$(shell_inserts)" "$shell_before" "no row written into the coordinator's shell counter_pending"
+for n in w1 w2; do  # a worker node's own counter_pending is a shell table as well
+  check_eq "$(q "$n" -c "SELECT pg_stat_force_next_flush()" -c "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'counter_pending'::regclass" | tail -1)" \
+    0 "no row written into worker $n's shell counter_pending by the adds sent to that node"
+done
 
 for _ in $(seq 1 100); do
   [ "$(q coord -c "SELECT pending_rows FROM counter_stats WHERE name = 'hits'")" = 0 ] && break
@@ -118,6 +127,7 @@ for n in w1 w2; do
 done
 check_eq "$(q coord -c "$ledger_diff")" "0/401" "after compaction, every key equals its ledger"
 check_eq "$(q coord -c "SELECT keys FROM counter_stats WHERE name = 'hits'")" 401 "counter_stats counts the keys of the whole cluster"
+check_eq "$(q w2 -c "SELECT keys || '/' || pending_rows FROM counter_stats WHERE name = 'hits'")" 401/0 "and so it does on a worker node"
 
 # ---- the rest of the API -----------------------------------------------------------------
 check_eq "$(state coord "SELECT counter_add('nope', 'k')")" 42704 "unknown counter"

@@ -436,7 +436,8 @@ BEGIN
         END IF;
         -- (@extschema@ is substituted already quoted where needed: %s, not %I.)
         RETURN @extschema@._counter_on_workers(pg_catalog.format('SELECT %s.counter_compact(%L)',
-                                                                  '@extschema@', counter_compact.name));
+                                                                  '@extschema@', counter_compact.name),
+                                               'counter compaction');
     END IF; END IF;
     LOOP
         n := @extschema@.counter_compact_batch(name, batch);
@@ -545,7 +546,17 @@ $$;
 -- workers). An upgrade script that changes the view calls this function again.
 CREATE FUNCTION _counter_define_stats_view() RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    propagation text;
 BEGIN
+    -- On a Citus worker node Citus refuses DDL it would propagate ("operation is not
+    -- allowed on this node"); this view is each node's own, so nothing is propagated.
+    IF pg_catalog.to_regproc('pg_catalog.citus_is_coordinator') IS NOT NULL THEN
+        IF NOT pg_catalog.citus_is_coordinator() THEN
+            propagation := pg_catalog.current_setting('citus.enable_ddl_propagation');
+            PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+        END IF;
+    END IF;
     IF NOT @extschema@._counter_distributed() THEN
         CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
         SELECT r.name,
@@ -585,6 +596,9 @@ BEGIN
             SELECT p.counter_id, pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
             FROM @extschema@.counter_pending p GROUP BY p.counter_id) AS pend ON pend.counter_id = r.id;
     END IF;
+    IF propagation IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', propagation, true);
+    END IF;
 END
 $fn$;
 
@@ -594,7 +608,8 @@ $fn$;
 -- table (a copy on every node), counter_totals and counter_pending distributed by key and
 -- co-located (a key's total and its pending rows are in one shard, on one node), and
 -- counter_requests distributed by request_id. Afterwards every function keeps its
--- contract when called on the coordinator:
+-- contract when called on the coordinator, or on a worker node (Citus keeps its metadata
+-- on every node; the node a client is connected to plays the coordinator's part below):
 -- - counter_add reads the registry on the coordinator and inserts into the one shard of
 --   the key (one worker, one-phase commit); with a request_id, the request row's shard
 --   joins the same transaction (two-phase commit when it is on another node). The C
@@ -624,8 +639,8 @@ END
 $$;
 
 -- Run `command` (which returns a number) on every worker node; the sum of the results.
--- A node that fails raises an error naming it.
-CREATE FUNCTION _counter_on_workers(command text) RETURNS int8
+-- A node that fails raises an error naming it and `what` was being done.
+CREATE FUNCTION _counter_on_workers(command text, what text) RETURNS int8
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     w record;
@@ -633,7 +648,7 @@ DECLARE
 BEGIN
     FOR w IN SELECT * FROM pg_catalog.run_command_on_workers(command) LOOP
         IF NOT w.success THEN
-            RAISE EXCEPTION 'counter compaction failed on worker node %:%: %', w.nodename, w.nodeport, w.result
+            RAISE EXCEPTION '% failed on worker node %:%: %', what, w.nodename, w.nodeport, w.result
                 USING ERRCODE = CASE WHEN w.result ~* 'connect' THEN 'connection_failure' ELSE 'external_routine_exception' END;
         END IF;
         total := total + COALESCE(NULLIF(w.result, '')::int8, 0);
@@ -759,9 +774,22 @@ BEGIN
         RAISE EXCEPTION 'counter_distribute() runs on the Citus coordinator'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF @extschema@._counter_distributed() THEN
-        RETURN;  -- already done
+    IF NOT @extschema@._counter_distributed() THEN
+        PERFORM @extschema@._counter_distribute_tables();
     END IF;
+    -- counter_stats in its cluster-wide form on every node: here, and on the workers
+    -- (again on each call, so a call after adding a node reaches the new one too).
+    PERFORM @extschema@._counter_define_stats_view();
+    PERFORM @extschema@._counter_on_workers(
+        pg_catalog.format('SELECT 0 FROM %s._counter_define_stats_view()', '@extschema@'),
+        'defining counter_stats');
+END
+$$;
+
+-- counter_distribute()'s move of the tables (on the coordinator, once).
+CREATE FUNCTION _counter_distribute_tables() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
     -- No compaction on this node while the tables move (the worker skips its passes).
     PERFORM @extschema@._counter_compaction_lock(true);
     -- Citus distributes no table with triggers. These invalidate the per-backend cache of
@@ -778,7 +806,6 @@ BEGIN
     PERFORM pg_catalog.truncate_local_data_after_distributing_table(t)
     FROM pg_catalog.unnest(ARRAY['@extschema@.counter_registry', '@extschema@.counter_totals',
                                  '@extschema@.counter_pending', '@extschema@.counter_requests']::pg_catalog.regclass[]) AS t;
-    PERFORM @extschema@._counter_define_stats_view();
 END
 $$;
 COMMENT ON FUNCTION counter_distribute() IS
