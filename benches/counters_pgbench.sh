@@ -19,15 +19,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 # A cluster of its own (other benchmarks restart and reconfigure dc_bench).
 BENCH_PORT=${COUNTERS_BENCH_PORT:-5494}
-exec 9>/tmp/distributed_counter.pg.lock
-flock 9
-if [ -z "${SKIP_INSTALL:-}" ]; then
-  bench_log "installing the release build (fat LTO: a few minutes)"
-  cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/tmp/dc-counters-install.log 2>&1 \
-    || { tail -30 /tmp/dc-counters-install.log; exit 1; }
-fi
-./scripts/cluster.sh dc_bench_counters "$BENCH_PORT" "jit = off" "shared_buffers = '1GB'" \
-  "distributed_counter.database = '$BENCH_DB'" "synchronous_commit = on" "max_wal_size = '4GB'" 9>&-
+bench_own_cluster dc_bench_counters "max_wal_size = '4GB'" || exit 1
 T=${SECONDS_PER_RUN:-8}
 ROUNDS=${ROUNDS:-5}
 SSLMODE=${PGBENCH_SSLMODE:-disable}
@@ -71,16 +63,6 @@ write_scripts uniform "\\set k random(1, $KEYS)"
 write_scripts zipf "\\set k random_zipfian(1, $KEYS, 1.1)"
 chmod 644 "$OUT"/*.sql
 
-# run_pgbench FILE CLIENTS SECONDS [extra args] -> prints tps
-run_pgbench() {
-  local file=$1 clients=$2 secs=$3 log; shift 3
-  log=$(mktemp "$OUT/pgbench.XXXXXX")
-  runuser -u postgres -- env PGSSLMODE="$SSLMODE" /usr/lib/postgresql/15/bin/pgbench -h localhost -p "$BENCH_PORT" -n \
-    -M "$MODE" -c "$clients" -j "$J" -T "$secs" -f "$file" "$@" "$BENCH_DB" > "$log" 2>&1 \
-    || { cat "$log" >&2; return 1; }
-  sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | head -1
-}
-
 # sample counter_stats for counter $1 every second while pid $2 lives
 sample_stats() {
   local name=$1 pid=$2
@@ -94,10 +76,9 @@ sample_stats() {
 # calibration against the reference run (SELECT 1, simple protocol: 69,745 tps)
 printf '%s\n' "SELECT 1;" > "$OUT/select1.sql"
 chmod 644 "$OUT/select1.sql"
-SELECT1=$(MODE=simple run_pgbench "$OUT/select1.sql" "$C" 5)
+SELECT1=$(MODE=simple bench_pgbench "$OUT/select1.sql" "$C" 5)
 bench_log "SELECT 1: $SELECT1 tps (sslmode=$SSLMODE)"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Each workload: ROUNDS rounds of UPDATE, INSERT, counter_add back to back, so a slow
 # phase of the shared machine hits all three alike; the median of each is reported.
@@ -108,20 +89,20 @@ for workload in hot uniform zipf; do
     for kind in update insert counter; do
       bq "CHECKPOINT" >/dev/null
       if [ "$kind" == counter ]; then
-        run_pgbench "$OUT/$workload-$kind.sql" "$C" "$T" > "$OUT/tps" &
+        bench_pgbench "$OUT/$workload-$kind.sql" "$C" "$T" > "$OUT/tps" &
         bp=$!
         sample_stats "$workload" "$bp" &
         wait $bp
         tps=$(cat "$OUT/tps")
       else
-        tps=$(run_pgbench "$OUT/$workload-$kind.sql" "$C" "$T")
+        tps=$(bench_pgbench "$OUT/$workload-$kind.sql" "$C" "$T")
       fi
       ALL[$workload-$kind]="${ALL[$workload-$kind]:-} $tps"
       bench_log "$workload round $round $kind: $tps tps"
     done
   done
   for kind in update insert counter; do
-    TPS[$workload-$kind]=$(echo "${ALL[$workload-$kind]}" | median)
+    TPS[$workload-$kind]=$(echo "${ALL[$workload-$kind]}" | bench_median)
   done
   # exactness spot check: every add of this run is counted
   added=$(bq "SELECT sum(value) FROM counter_values('$workload', ARRAY(SELECT 'k' || i FROM generate_series(1, $KEYS) i))")
@@ -134,7 +115,7 @@ printf '%s\n' "\\set k random_zipfian(1, $KEYS, 1.1)" "SELECT n FROM key_rows WH
 chmod 644 "$OUT"/*.sql
 latency() { # file label -> "p50 p99" in ms from a pgbench latency log
   rm -f "$OUT"/lat.*
-  (cd "$OUT" && run_pgbench "$1" 4 "$((T / 2))" -l --log-prefix="$OUT/lat" >/dev/null)
+  (cd "$OUT" && bench_pgbench "$1" 4 "$((T / 2))" -l --log-prefix="$OUT/lat" >/dev/null)
   cat "$OUT"/lat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000}'
 }
 pending_rows=$(bq "SELECT sum(pending_rows) FROM counter_stats")
@@ -152,7 +133,7 @@ read -r r50 r99 <<< "$(latency "$OUT/read-row.sql")"
 under_load() { # interval_ms -> "counter_p50 counter_p99 pk_p50 pk_p99"
   bq "ALTER SYSTEM SET distributed_counter.compact_interval = $1" >/dev/null
   bq "SELECT pg_reload_conf()" >/dev/null
-  run_pgbench "$OUT/zipf-counter.sql" "$C" "$((T * 2 + 4))" > "$OUT/bg.tps" &
+  bench_pgbench "$OUT/zipf-counter.sql" "$C" "$((T * 2 + 4))" > "$OUT/bg.tps" &
   local bg=$!
   sleep 2
   echo "$(latency "$OUT/read-counter.sql") $(latency "$OUT/read-row.sql")"

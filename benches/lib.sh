@@ -8,6 +8,24 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 bench_log() { printf '\033[1;35m[bench]\033[0m %s\n' "$*" >&2; }
 
+# bench_own_cluster NAME [postgresql.conf lines...]: take the install lock (held until
+# the script exits), install the release build unless SKIP_INSTALL is set, and (re)start
+# cluster NAME on $BENCH_PORT with the settings every pgbench benchmark shares (JIT off,
+# 1 GB shared_buffers, synchronous_commit on, the worker serving $BENCH_DB) and the
+# caller's lines.
+bench_own_cluster() {
+  local name=$1; shift
+  exec 9>/tmp/distributed_counter.pg.lock
+  flock 9
+  if [ -z "${SKIP_INSTALL:-}" ]; then
+    bench_log "installing the release build (fat LTO: a few minutes)"
+    cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >"/tmp/$name-install.log" 2>&1 \
+      || { tail -30 "/tmp/$name-install.log"; return 1; }
+  fi
+  ./scripts/cluster.sh "$name" "$BENCH_PORT" "jit = off" "shared_buffers = '1GB'" \
+    "distributed_counter.database = '$BENCH_DB'" "synchronous_commit = on" "$@" 9>&-
+}
+
 # Install the release build and (re)start the benchmark cluster. Call while holding
 # /tmp/distributed_counter.pg.lock (a debug install by a concurrent `cargo pgrx test`
 # would otherwise replace the library mid-run).
@@ -84,3 +102,19 @@ SQL
     printf '%s %s\n' "${labels[$((q - 1))]}" "$ms"
   done <<< "$out"
 }
+
+# bench_pgbench FILE CLIENTS SECONDS [pgbench args...]: one pgbench run against $BENCH_DB
+# on $BENCH_PORT; prints its tps. Protocol $MODE (default prepared), $J threads (default
+# 2), over TCP to localhost with PGSSLMODE=$SSLMODE (default disable); its log goes to a
+# temporary file in $OUT (default /tmp) and is printed if pgbench fails.
+bench_pgbench() {
+  local file=$1 clients=$2 secs=$3 log; shift 3
+  log=$(mktemp "${OUT:-/tmp}/pgbench.XXXXXX")
+  runuser -u postgres -- env PGSSLMODE="${SSLMODE:-disable}" /usr/lib/postgresql/15/bin/pgbench -h localhost -p "$BENCH_PORT" -n \
+    -M "${MODE:-prepared}" -c "$clients" -j "${J:-2}" -T "$secs" -f "$file" "$@" "$BENCH_DB" > "$log" 2>&1 \
+    || { cat "$log" >&2; return 1; }
+  sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | head -1
+}
+
+# bench_median: the median of the numbers on stdin (separated by spaces or newlines).
+bench_median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -40,6 +40,10 @@ SELECT * FROM counter_values('likes', ARRAY['post:1', 'post:2', 'post:3']);
 SELECT counter_compact('likes') AS rows_folded;
 SELECT name, shards, keys, pending_rows FROM counter_stats;
 
+-- Rate limiting: 5 requests a second per API key, bursts of 3; the 4th call in a burst waits
+SELECT n, (r).allowed, (r).remaining, (r).retry_after
+FROM (SELECT n, rate_limit('api:alice', 5, '1 second', 3) AS r FROM generate_series(1, 4) n) calls;
+
 -- CRDT counters: increments from two regions merge to the same value everywhere
 SELECT post, pncounter_value(views) FROM post_views ORDER BY post;
 SELECT pncounter_value(pncounter_merge(

@@ -13,6 +13,7 @@
 #               or trigger of the extension, whoever calls it
 #   layout      owner-side table changes (rules, identity columns) the fast path must
 #               honour as the SQL path's INSERT does
+#   ratelimit   rate_limit() without a grant; one database's keys reached from another
 #
 # Runs against its own preloaded cluster (port 5530) whose worker serves database
 # 'attackdb', owned by the unprivileged role mallory.
@@ -432,9 +433,29 @@ got=$(q -d attack_install -c "SELECT last_value - 1 + is_called::int FROM public
   || fail planting "planted functions ran $got times during CREATE EXTENSION / typed_aggregates() (mallory superuser: $(is_superuser mallory))"
 q -d postgres -c "DROP DATABASE attack_install WITH (FORCE)"
 
+# ---- ratelimit: rate_limit() buckets are one namespace per database, shared by every
+# role that may call it (a caller could spend another's quota, or fill the table): no
+# role may call it until granted, and a database's keys are not another's.
+echo "security: rate_limit() grants and namespaces"
+expect_state ratelimit "a role without a grant calls rate_limit()" 42501 -U nogrants \
+  -c "SELECT * FROM rate_limit('api:alice', 10, '1 minute')"
+expect_state ratelimit "the database owner (not a superuser) calls rate_limit() ungranted" 42501 -U mallory \
+  -c "SELECT * FROM rate_limit('api:alice', 10, '1 minute')"
+q -d postgres -c "DROP DATABASE IF EXISTS attack_rl WITH (FORCE)" -c "CREATE DATABASE attack_rl"
+for db in attackdb attack_rl; do
+  q -d "$db" -c "CREATE EXTENSION IF NOT EXISTS distributed_counter" \
+    -c "GRANT EXECUTE ON FUNCTION rate_limit(text, int8, interval, int8, int8) TO app" >/dev/null
+done
+expect_state ratelimit "granted, app drains key 'quota' in database attack_rl" OK -U app -d attack_rl \
+  -c "SELECT count(*) FROM generate_series(1, 5) g, LATERAL rate_limit('quota', 3 + 0 * g, '1 hour') r"
+got=$(q -U app -c "SELECT allowed || '/' || remaining FROM rate_limit('quota', 3, '1 hour')")
+[ "$got" = "true/2" ] && pass ratelimit "the same key in attackdb is untouched ($got)" \
+  || fail ratelimit "draining 'quota' in attack_rl reached attackdb's bucket: $got"
+q -d postgres -c "DROP DATABASE attack_rl WITH (FORCE)"
+
 echo
 total=0
-for c in worker fastpath grants planting layout; do
+for c in worker fastpath grants planting layout ratelimit; do
   printf 'security: %-9s %d attacks\n' "$c" "${count[$c]:-0}"; total=$((total + ${count[$c]:-0}))
 done
 echo "security: $total checks, $failures failed"

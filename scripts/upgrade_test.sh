@@ -71,6 +71,10 @@ SELECT def FROM (
     FROM pg_proc p JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid
    WHERE p.prokind <> 'a' AND p.pronamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'distributed_counter')
   UNION ALL
+  SELECT format('privileges %s: %s', p.oid::regprocedure, p.proacl)
+    FROM pg_proc p JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid
+   WHERE p.proacl IS NOT NULL
+  UNION ALL
   SELECT format('aggregate %s: %s %s %s %s %s %s', p.oid::regprocedure, a.aggtransfn, a.aggfinalfn,
                 a.aggcombinefn, a.aggtranstype::regtype, a.agginitval, p.proparallel)
     FROM pg_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid

@@ -43,6 +43,15 @@ pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// adds nothing.
 pub static DEDUPE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 
+/// `distributed_counter.rate_limit_keys` (POSTMASTER, default 65536): how many keys
+/// `rate_limit()` can hold state for at once, across all databases of the server (one
+/// pool). The table is reserved in shared memory at server start: 60 to 116 bytes per
+/// key (hash slots for at least twice the keys, rounded up to a power of two, 28 bytes
+/// each with their heap position, and 4 bytes of heap per key). A key whose bucket is
+/// full again needs no state and its slot is reused; when every slot holds a bucket that
+/// is still refilling, a call for a new key fails with 53400.
+pub static RATE_LIMIT_KEYS: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+
 pub fn register() {
     GucRegistry::define_int_guc(
         c"distributed_counter.hll_default_precision",
@@ -63,9 +72,11 @@ pub fn register() {
         GucFlags::default(),
     );
     // A POSTMASTER-context GUC can only be defined while the postmaster loads the
-    // library (defining it later is FATAL); it matters only to the worker anyway.
+    // library (defining it later is FATAL); these matter only to the worker and to the
+    // shared memory, which exist only then anyway.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         define_worker_database();
+        define_rate_limit_keys();
     }
     GucRegistry::define_int_guc(
         c"distributed_counter.compact_interval",
@@ -113,6 +124,19 @@ fn define_worker_database() {
         c"Database the compaction worker connects to.",
         c"The worker compacts sharded counters of this database only.",
         &WORKER_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+fn define_rate_limit_keys() {
+    GucRegistry::define_int_guc(
+        c"distributed_counter.rate_limit_keys",
+        c"Keys rate_limit() can hold state for at once (shared memory, set at server start).",
+        c"60 to 116 bytes of shared memory per key. A key whose bucket is full again frees its slot.",
+        &RATE_LIMIT_KEYS,
+        16,
+        10_000_000,
         GucContext::Postmaster,
         GucFlags::default(),
     );

@@ -19,6 +19,7 @@ pub mod guc;
 pub mod hashing;
 pub mod hll;
 pub mod pg_compat;
+pub mod rate_limit;
 pub mod topk;
 
 // The whole SQL surface, in dependency order. pgrx contributes no generated SQL: every
@@ -42,6 +43,11 @@ pgrx::extension_sql_file!(
     name = "counters",
     requires = ["crdt"]
 );
+pgrx::extension_sql_file!(
+    "../sql/rate_limit.sql",
+    name = "rate_limit",
+    requires = ["counters"]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -50,6 +56,7 @@ pub extern "C-unwind" fn _PG_init() {
     // from a plain CREATE EXTENSION.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         counters::worker::register();
+        rate_limit::register();
     }
 }
 
@@ -63,6 +70,7 @@ mod tests {
     include!("pg_tests/typed_aggregates.rs");
     include!("pg_tests/crdt.rs");
     include!("pg_tests/counters.rs");
+    include!("pg_tests/rate_limit.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hash;
 pub mod hex;
 pub mod hll;
+pub mod rate_limit;
 pub mod topk;
 
 pub use error::{CoreError, ErrorKind, Result};
