@@ -693,3 +693,7 @@ COMMENT ON FUNCTION rate_limit(text, int8, interval, int8, int8) IS
 -- The keys are one namespace per database, shared by every role that may call it: a role
 -- could spend another's quota or fill the table. So nobody may until granted.
 REVOKE ALL ON FUNCTION rate_limit(text, int8, interval, int8, int8) FROM PUBLIC;
+
+-- 4. One NULL rule for the add functions: hll_add (and hll || hll_hashval) takes a NULL
+--    sketch as an empty one. (cms_add, topk_add: the same rule, in their C code.)
+ALTER FUNCTION hll_add(hll, hll_hashval) CALLED ON NULL INPUT STABLE;

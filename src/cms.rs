@@ -13,7 +13,7 @@
 //! that stays in the L1 cache, instead of a 64-bit counter in a 109 KB one that does not
 //! (with the stored form, the counter updates were about half of the aggregate's cost).
 
-use crate::error::{invalid_parameter, OrRaise};
+use crate::error::{invalid_parameter, null_count, OrRaise};
 use crate::fmgr::*;
 use crate::hashing::HashPlan;
 use crate::sql_function;
@@ -89,24 +89,21 @@ sql_function! { fn cms_empty(fcinfo) {
 }}
 
 sql_function! {
-    /// `cms_add(cms, anyelement, count DEFAULT 1)`. Not strict: a NULL sketch starts as
-    /// `cms_empty()`, a NULL value or count adds nothing.
+    /// `cms_add(cms, anyelement, count DEFAULT 1)`. Not strict, under the one NULL rule
+    /// of every add function: a NULL sketch is an empty one (`cms_empty()`), a NULL
+    /// value adds nothing, a NULL count is an error (22004).
     fn cms_add(fcinfo) {
-    let count = match nargs(fcinfo) {
-        n if n >= 3 => arg_i64(fcinfo, 2),
-        _ => Some(1),
-    };
-    let (Some(count), false) = (count, arg_is_null(fcinfo, 1)) else {
-        return if arg_is_null(fcinfo, 0) { return_null(fcinfo) } else { arg_datum(fcinfo, 0) };
-    };
-    let count = check_count(count);
-    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    let count = if nargs(fcinfo) >= 3 { arg_i64(fcinfo, 2) } else { Some(1) };
+    let count = check_count(count.unwrap_or_else(|| null_count("cms_add")));
     let mut bytes = if arg_is_null(fcinfo, 0) {
         Cms::empty_encoded(DEFAULT_EPS, DEFAULT_DELTA).or_raise()
     } else {
         cms_bytes(arg_datum(fcinfo, 0)).to_vec()
     };
-    Cms::add_in_place(&mut bytes, h, count).or_raise();
+    if !arg_is_null(fcinfo, 1) {
+        let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+        Cms::add_in_place(&mut bytes, h, count).or_raise();
+    }
     cms_datum(&bytes)
 }}
 
@@ -172,7 +169,7 @@ sql_function_with_fast_path! {
     /// Transition of every `cms_add_agg`: (state, value), (state, value, eps, delta) and
     /// (state, value, count, eps, delta). eps/delta are read when the state is created
     /// (first non-NULL value of a group); NULL eps/delta mean the defaults. A NULL value
-    /// or count adds nothing.
+    /// adds nothing; a NULL count with a value is an error (22004).
     fn cms_add_trans(fcinfo)
     fast {
         // unweighted rows into the aggregate's own sketch; the first row, weighted adds
@@ -200,10 +197,7 @@ sql_function_with_fast_path! {
     }
     let weighted = nargs(fcinfo) == 5;
     let count = if weighted {
-        match arg_i64(fcinfo, 2) {
-            Some(c) => check_count(c),
-            None => return state_or_null(fcinfo),
-        }
+        check_count(arg_i64(fcinfo, 2).unwrap_or_else(|| null_count("cms_add_agg")))
     } else {
         1
     };

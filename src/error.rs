@@ -69,3 +69,14 @@ pub fn invalid_parameter(message: impl Into<String>, hint: Option<&str>) -> ! {
     }
     raise(e)
 }
+
+/// Raise the 22004 of a NULL count given to an add function (`cms_add`, `topk_add`, the
+/// weighted `cms_add_agg`): one rule everywhere, as `gcounter_increment` and
+/// `counter_add` have it.
+pub fn null_count(function: &str) -> ! {
+    raise_as(
+        PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        CoreError::invalid_parameter(format!("{function}: the count must not be NULL"))
+            .with_hint("Pass a count >= 0, or leave it out to count 1."),
+    )
+}

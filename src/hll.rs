@@ -113,9 +113,18 @@ sql_function! { fn hll_empty(fcinfo) {
     hll_datum(&Hll::new(p).or_raise())
 }}
 
-sql_function! { fn hll_add(fcinfo) {
-    let mut h = hll_arg(arg_datum(fcinfo, 0));
-    h.add_hash(arg_datum(fcinfo, 1).value() as u64);
+sql_function! {
+    /// `hll_add(hll, hll_hashval)` and `hll || hll_hashval`. Not strict, under the one
+    /// NULL rule of every add function: a NULL sketch is an empty one (`hll_empty()`, at
+    /// the default precision), a NULL hash adds nothing.
+    fn hll_add(fcinfo) {
+    let mut h = match arg(fcinfo, 0) {
+        Some(d) => hll_arg(d),
+        None => Hll::new(default_precision()).or_raise(),
+    };
+    if let Some(v) = arg(fcinfo, 1) {
+        h.add_hash(v.value() as u64);
+    }
     hll_datum(&h)
 }}
 

@@ -339,13 +339,12 @@ sql_function! { fn topk_empty(fcinfo) {
 }}
 
 sql_function! {
-    /// `topk_add(topk, anyelement, count DEFAULT 1)`. Not strict: a NULL summary starts
-    /// as `topk_empty()`, a NULL value or count adds nothing.
+    /// `topk_add(topk, anyelement, count DEFAULT 1)`. Not strict, under the one NULL rule
+    /// of every add function: a NULL summary is an empty one (`topk_empty()`), a NULL
+    /// value adds nothing, a NULL count is an error (22004).
     fn topk_add(fcinfo) {
     let count = if nargs(fcinfo) >= 3 { arg_i64(fcinfo, 2) } else { Some(1) };
-    let (Some(count), false) = (count, arg_is_null(fcinfo, 1)) else {
-        return state_or_null(fcinfo);
-    };
+    let count = count.unwrap_or_else(|| crate::error::null_count("topk_add"));
     if count < 0 {
         invalid_parameter(
             format!("topk count must not be negative, got {count}"),
@@ -357,8 +356,10 @@ sql_function! {
     } else {
         topk_arg(arg_datum(fcinfo, 0))
     };
-    let plan = HashPlan::for_arg(fcinfo, 1);
-    with_text_of(plan, arg_datum(fcinfo, 1), |item| t.add(item, count as u64)).or_raise();
+    if !arg_is_null(fcinfo, 1) {
+        let plan = HashPlan::for_arg(fcinfo, 1);
+        with_text_of(plan, arg_datum(fcinfo, 1), |item| t.add(item, count as u64)).or_raise();
+    }
     topk_datum(&t)
 }}
 

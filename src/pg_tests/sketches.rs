@@ -43,18 +43,16 @@ fn cms_add_count_and_nulls() {
         one::<i64>("SELECT cms_total(cms_add(cms_add(cms_empty(), 1, 3), 2, 4))"),
         7
     );
-    // NULL sketch starts empty (default parameters); NULL value or count adds nothing
+    // NULL sketch starts empty (default parameters); NULL value adds nothing; NULL
+    // count is 22004 (the one NULL rule: nulls_follow_one_rule below)
     assert_eq!(one::<i64>("SELECT cms_count(cms_add(NULL::cms, 5), 5)"), 1);
     assert_eq!(one::<f64>("SELECT cms_eps(cms_add(NULL::cms, 5))"), 0.001);
     assert_eq!(
         one::<i64>("SELECT cms_total(cms_add(cms_empty(), NULL::int4))"),
         0
     );
-    assert_eq!(
-        one::<i64>("SELECT cms_total(cms_add(cms_empty(), 5, NULL))"),
-        0
-    );
-    assert!(is_null("SELECT cms_add(NULL::cms, NULL::int4)"));
+    assert_eq!(sqlstate("SELECT cms_add(cms_empty(), 5, NULL)"), "22004");
+    assert_eq!(one::<i64>("SELECT cms_total(cms_add(NULL::cms, NULL::int4))"), 0);
     assert!(is_null("SELECT cms_count(NULL::cms, 5)"));
     assert!(is_null("SELECT cms_count(cms_empty(), NULL::int4)"));
     assert!(is_null("SELECT cms_total(NULL)"));
@@ -103,9 +101,11 @@ fn cms_aggregates_and_nulls() {
         p.contains("width 272") && p.contains("depth 3") && p.contains("total 100"),
         "{p}"
     );
-    // weighted: sum of counts; NULL count adds nothing
+    // weighted: sum of counts; a NULL count with a value is 22004, a NULL value with
+    // any count adds nothing
     assert_eq!(one::<i64>("SELECT cms_count(cms_add_agg(g % 2, g::int8, 0.001, 0.01), 0) FROM generate_series(1, 10) g"), 30);
-    assert_eq!(one::<i64>("SELECT cms_total(cms_add_agg(g, CASE WHEN g > 5 THEN 1 END::int8, 0.001, 0.01)) FROM generate_series(1, 10) g"), 5);
+    assert_eq!(sqlstate("SELECT cms_total(cms_add_agg(g, CASE WHEN g > 5 THEN 1 END::int8, 0.001, 0.01)) FROM generate_series(1, 10) g"), "22004");
+    assert_eq!(one::<i64>("SELECT cms_total(cms_add_agg(CASE WHEN g > 5 THEN g END, CASE WHEN g > 5 THEN 1 END::int8, 0.001, 0.01)) FROM generate_series(1, 10) g"), 5);
     // aggregate and scalar adds build identical sketches
     assert!(one::<bool>(
         "SELECT cms_add_agg(g::text) = (SELECT cms_add(cms_add(cms_add(cms_empty(), '1'::text), '2'::text), '3'::text)) FROM generate_series(1, 3) g"
@@ -262,11 +262,8 @@ fn topk_nulls_and_parameters() {
         one::<i64>("SELECT topk_total(topk_add(NULL, 'x'::text, 4))"),
         4
     );
-    assert!(is_null("SELECT topk_add(NULL, NULL::text)"));
-    assert_eq!(
-        one::<i64>("SELECT topk_total(topk_add(topk_empty(), 'x'::text, NULL))"),
-        0
-    );
+    assert_eq!(one::<i64>("SELECT topk_total(topk_add(NULL, NULL::text))"), 0);
+    assert_eq!(sqlstate("SELECT topk_add(topk_empty(), 'x'::text, NULL)"), "22004");
     assert_eq!(
         sql_error("SELECT topk_add(topk_empty(), 1, -2)").state,
         "22023"
@@ -515,4 +512,46 @@ fn cms_staged_state_never_escapes() {
                    count(*) OVER (ORDER BY g, b ROWS UNBOUNDED PRECEDING) AS n
             FROM st WHERE g = 1) w"
     ));
+}
+
+/// The one NULL rule of every function that adds to a sketch or counter: a NULL sketch
+/// or counter is an empty one, a NULL value adds nothing, a NULL count is 22004. Each
+/// row: the add function applied to NULL, the same applied to its empty value (they must
+/// be equal), and a call with a NULL count.
+#[pg_test]
+fn nulls_follow_one_rule() {
+    for (from_null, from_empty, null_count) in [
+        ("hll_add(NULL::hll, hll_hash_integer(7))", "hll_add(hll_empty(), hll_hash_integer(7))", None),
+        ("NULL::hll || hll_hash_integer(7)", "hll_empty() || hll_hash_integer(7)", None),
+        ("hll_add(NULL::hll, NULL::hll_hashval)", "hll_empty()", None),
+        ("cms_add(NULL::cms, 7)", "cms_add(cms_empty(), 7)", Some("cms_add(NULL::cms, 7, NULL)")),
+        ("cms_add(NULL::cms, NULL::int4, 3)", "cms_empty()", Some("cms_add(cms_empty(), 7, NULL)")),
+        ("topk_add(NULL::topk, 7)", "topk_add(topk_empty(), 7)", Some("topk_add(NULL::topk, 7, NULL)")),
+        ("topk_add(NULL::topk, NULL::int4)", "topk_empty()", Some("topk_add(topk_empty(), 7, NULL)")),
+        ("gcounter_increment(NULL::gcounter, 2, 'a')", "gcounter_increment('{}'::gcounter, 2, 'a')", Some("gcounter_increment(NULL::gcounter, NULL, 'a')")),
+        ("pncounter_increment(NULL::pncounter, 2, 'a')", "pncounter_increment('{}'::pncounter, 2, 'a')", Some("pncounter_increment(NULL::pncounter, NULL, 'a')")),
+        ("pncounter_decrement(NULL::pncounter, 2, 'a')", "pncounter_decrement('{}'::pncounter, 2, 'a')", Some("pncounter_decrement('{}'::pncounter, NULL, 'a')")),
+    ] {
+        assert!(
+            one::<bool>(&format!("SELECT ({from_null})::text = ({from_empty})::text")),
+            "{from_null} is not {from_empty}"
+        );
+        if let Some(call) = null_count {
+            assert_eq!(sqlstate(&format!("SELECT {call}")), "22004", "{call}");
+        }
+    }
+    // the case users hit: an UPDATE that adds to a NULL column
+    Spi::run("CREATE TEMP TABLE null_rule (h hll, c cms, t topk)").unwrap();
+    Spi::run("INSERT INTO null_rule VALUES (NULL, NULL, NULL)").unwrap();
+    Spi::run(
+        "UPDATE null_rule SET h = h || hll_hash_text('a'), c = cms_add(c, 'a'::text), t = topk_add(t, 'a'::text)",
+    )
+    .unwrap();
+    assert_eq!(
+        one::<String>("SELECT round(# h)::text || cms_count(c, 'a'::text) || topk_total(t) FROM null_rule"),
+        "111"
+    );
+    // counter_add: a NULL delta is 22004 too
+    Spi::run("SELECT counter_create('null_rule')").unwrap();
+    assert_eq!(sqlstate("SELECT counter_add('null_rule', 'k', NULL)"), "22004");
 }
