@@ -157,6 +157,20 @@ BEGIN
 END
 $$;
 
+-- A counter's value as int8, or 22003 naming the counter and the key when the exact sum
+-- (totals are numeric, so compaction never overflows) is beyond int8.
+CREATE FUNCTION _counter_int8(name text, key text, v numeric) RETURNS int8
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+        RETURN v::int8;
+    END IF;
+    RAISE EXCEPTION 'counter "%", key "%": the value % is out of range for bigint', name, key, v
+        USING ERRCODE = 'numeric_value_out_of_range',
+              HINT = 'Bring it back into range with counter_set() or a negative delta.';
+END
+$$;
+
 CREATE FUNCTION _counter_check_name(name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -297,7 +311,10 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_value.name);
     END IF;
-    RETURN result::int8;
+    IF result BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+        RETURN result::int8;
+    END IF;
+    RETURN @extschema@._counter_int8(counter_value.name, counter_value.key, result);
 END
 $$;
 
@@ -328,7 +345,10 @@ BEGIN
                 SELECT p.key, p.delta FROM @extschema@.counter_pending p
                 WHERE p.counter_id = cid AND p.key = ANY (counter_values.keys)) AS u
             GROUP BY u.key)
-        SELECT k.k, COALESCE(v.v, 0)::int8
+        SELECT k.k,
+               CASE WHEN COALESCE(v.v, 0) BETWEEN -9223372036854775808 AND 9223372036854775807
+                    THEN COALESCE(v.v, 0)::int8
+                    ELSE @extschema@._counter_int8(counter_values.name, k.k, v.v) END
         FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
         LEFT JOIN v ON v.key = k.k
         ORDER BY k.ord;
@@ -336,12 +356,18 @@ BEGIN
     END IF;
     -- In the order given (duplicates repeated), one snapshot for all keys.
     RETURN QUERY
+    -- (OFFSET 0 keeps the sum a subquery evaluated once per key, not pulled up and
+    -- computed again in each arm of the range check.)
     SELECT k.k,
-           (COALESCE(t.value, 0)
-            + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                        WHERE p.counter_id = cid AND p.key = k.k), 0))::int8
+           CASE WHEN s.v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN s.v::int8
+                ELSE @extschema@._counter_int8(counter_values.name, k.k, s.v) END
     FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
     LEFT JOIN @extschema@.counter_totals t ON t.counter_id = cid AND t.key = k.k
+    CROSS JOIN LATERAL (
+        SELECT COALESCE(t.value, 0)
+               + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                           WHERE p.counter_id = cid AND p.key = k.k), 0) AS v
+        OFFSET 0) AS s
     ORDER BY k.ord;
 END
 $$;

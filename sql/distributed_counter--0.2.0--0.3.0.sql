@@ -177,7 +177,8 @@ $warn$;
 -- 2. Counters on Citus (sql/counters.sql, section "Citus"). Changed: counter_add's SQL
 --    path reads the registry, then inserts (two statements); counter_values, compaction,
 --    counter_compact, counter_drop and counter_purge_requests have a distributed form;
---    counter_stats is defined by _counter_define_stats_view().
+--    counter_stats is defined by _counter_define_stats_view(); counter_value(s) report
+--    a value beyond int8 naming the counter and key (_counter_int8).
 
 -- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
 -- the common case and calls this for everything else (request_id, bad arguments,
@@ -234,6 +235,39 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION counter_value(name text, key text) RETURNS int8
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    result numeric;
+BEGIN
+    -- _counter_check_key, inlined; an unknown counter is reported first.
+    IF counter_value.key IS NULL OR pg_catalog.octet_length(counter_value.key) > 2000 THEN
+        PERFORM FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
+        IF NOT FOUND THEN
+            PERFORM @extschema@._counter_missing(counter_value.name);
+        END IF;
+        PERFORM @extschema@._counter_check_key(counter_value.key);
+    END IF;
+    -- One statement = one snapshot: a concurrent compaction moves rows from pending to
+    -- totals atomically, so the sum is exact. The pending rows of the key are one index
+    -- range (counter_id, key).
+    SELECT COALESCE((SELECT t.value FROM @extschema@.counter_totals t
+                     WHERE t.counter_id = r.id AND t.key = counter_value.key), 0)
+         + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                     WHERE p.counter_id = r.id AND p.key = counter_value.key), 0)
+    INTO result
+    FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_value.name);
+    END IF;
+    IF result BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+        RETURN result::int8;
+    END IF;
+    RETURN @extschema@._counter_int8(counter_value.name, counter_value.key, result);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION counter_values(name text, keys text[])
 RETURNS TABLE (key text, value int8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -261,7 +295,10 @@ BEGIN
                 SELECT p.key, p.delta FROM @extschema@.counter_pending p
                 WHERE p.counter_id = cid AND p.key = ANY (counter_values.keys)) AS u
             GROUP BY u.key)
-        SELECT k.k, COALESCE(v.v, 0)::int8
+        SELECT k.k,
+               CASE WHEN COALESCE(v.v, 0) BETWEEN -9223372036854775808 AND 9223372036854775807
+                    THEN COALESCE(v.v, 0)::int8
+                    ELSE @extschema@._counter_int8(counter_values.name, k.k, v.v) END
         FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
         LEFT JOIN v ON v.key = k.k
         ORDER BY k.ord;
@@ -269,12 +306,18 @@ BEGIN
     END IF;
     -- In the order given (duplicates repeated), one snapshot for all keys.
     RETURN QUERY
+    -- (OFFSET 0 keeps the sum a subquery evaluated once per key, not pulled up and
+    -- computed again in each arm of the range check.)
     SELECT k.k,
-           (COALESCE(t.value, 0)
-            + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                        WHERE p.counter_id = cid AND p.key = k.k), 0))::int8
+           CASE WHEN s.v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN s.v::int8
+                ELSE @extschema@._counter_int8(counter_values.name, k.k, s.v) END
     FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
     LEFT JOIN @extschema@.counter_totals t ON t.counter_id = cid AND t.key = k.k
+    CROSS JOIN LATERAL (
+        SELECT COALESCE(t.value, 0)
+               + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                           WHERE p.counter_id = cid AND p.key = k.k), 0) AS v
+        OFFSET 0) AS s
     ORDER BY k.ord;
 END
 $$;
@@ -427,6 +470,20 @@ BEGIN
     )
     SELECT pg_catalog.count(*) INTO n FROM gone;
     RETURN n;
+END
+$$;
+
+-- A counter's value as int8, or 22003 naming the counter and the key when the exact sum
+-- (totals are numeric, so compaction never overflows) is beyond int8.
+CREATE FUNCTION _counter_int8(name text, key text, v numeric) RETURNS int8
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+        RETURN v::int8;
+    END IF;
+    RAISE EXCEPTION 'counter "%", key "%": the value % is out of range for bigint', name, key, v
+        USING ERRCODE = 'numeric_value_out_of_range',
+              HINT = 'Bring it back into range with counter_set() or a negative delta.';
 END
 $$;
 

@@ -42,7 +42,7 @@ fn apply_typmod(h: Hll, typmod: i32) -> Result<Hll, CoreError> {
     }
     h.with_precision(typmod).map_err(|e| {
         e.with_hint(format!(
-            "The column is declared hll({typmod}); a dense sketch can only be stored at its own or a lower precision."
+            "The target type is hll({typmod}); a dense sketch can only become a sketch of its own or a lower precision."
         ))
     })
 }

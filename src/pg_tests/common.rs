@@ -19,6 +19,7 @@ fn is_null(sql: &str) -> bool {
 struct SqlError {
     state: String,
     hint: String,
+    message: String,
 }
 
 /// Run `sql` (one SQL statement) and report what it raised. The error is caught in a
@@ -27,23 +28,25 @@ fn sql_error(sql: &str) -> SqlError {
     // Created once per session (tests may call this under another role).
     if one::<bool>("SELECT to_regprocedure('pg_temp.dc_sql_error(text)') IS NULL") {
         Spi::run(
-            "CREATE FUNCTION pg_temp.dc_sql_error(q text, OUT state text, OUT hint text)
+            "CREATE FUNCTION pg_temp.dc_sql_error(q text, OUT state text, OUT hint text, OUT message text)
              LANGUAGE plpgsql AS $$
-             BEGIN EXECUTE q; state := '00000'; hint := '';
+             BEGIN EXECUTE q; state := '00000'; hint := ''; message := '';
              EXCEPTION WHEN OTHERS THEN
-               GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
+               GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT,
+                                       message = MESSAGE_TEXT;
              END $$",
         )
         .expect("create helper");
     }
     let quoted = sql.replace('\'', "''");
-    let (state, hint) = Spi::get_two::<String, String>(&format!(
-        "SELECT state, hint FROM pg_temp.dc_sql_error('{quoted}')"
+    let (state, hint, message) = Spi::get_three::<String, String, String>(&format!(
+        "SELECT state, hint, message FROM pg_temp.dc_sql_error('{quoted}')"
     ))
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
     SqlError {
         state: state.unwrap_or_default(),
         hint: hint.unwrap_or_default(),
+        message: message.unwrap_or_default(),
     }
 }
 

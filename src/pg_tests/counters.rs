@@ -670,3 +670,37 @@ fn counter_distribute_needs_citus() {
         1
     );
 }
+
+#[pg_test]
+fn counters_overflow_names_the_counter_and_the_key() {
+    Spi::run("SELECT counter_create('big')").unwrap();
+    Spi::run("SELECT counter_add('big', 'k', 9223372036854775807), counter_add('big', 'k', 1)").unwrap();
+    Spi::run("SELECT counter_add('big', 'ok', 5)").unwrap();
+    // before compaction (pending rows) and after (a numeric total beyond int8)
+    for compacted in [false, true] {
+        if compacted {
+            Spi::run("SELECT counter_compact('big')").unwrap();
+        }
+        for sql in [
+            "SELECT counter_value('big', 'k')",
+            "SELECT * FROM counter_values('big', ARRAY['ok', 'k'])",
+        ] {
+            let e = sql_error(sql);
+            assert_eq!(e.state, "22003", "{sql}");
+            assert!(
+                e.message.contains("\"big\"") && e.message.contains("\"k\"") && e.message.contains("9223372036854775808"),
+                "{sql}: {}",
+                e.message
+            );
+            assert!(e.hint.contains("counter_set"), "{sql}: {}", e.hint);
+        }
+        assert_eq!(counters_value("big", "ok"), 5, "other keys still read");
+    }
+    // and a correction brings it back
+    Spi::run("SELECT counter_set('big', 'k', 7)").unwrap();
+    assert_eq!(counters_value("big", "k"), 7);
+    assert_eq!(
+        one::<i64>("SELECT sum(value)::int8 FROM counter_values('big', ARRAY['ok', 'k'])"),
+        12
+    );
+}

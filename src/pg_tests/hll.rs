@@ -189,3 +189,10 @@ fn approx_count_distinct_matches_hll_add_agg() {
     assert_eq!(one::<i64>("SELECT approx_count_distinct(x) FROM (SELECT NULL::int) s(x)"), 0);
     assert_eq!(one::<i64>("SELECT approx_count_distinct(x) FROM (SELECT 1 WHERE false) s(x)"), 0);
 }
+
+#[pg_test]
+fn hll_precision_raise_error_speaks_of_the_target_type() {
+    let e = sql_error("SELECT hll_add_agg(hll_hash_integer(g), 12)::hll(14) FROM generate_series(1, 5000) g");
+    assert_eq!(e.state, "22023");
+    assert!(e.hint.contains("target type is hll(14)") && !e.hint.contains("column"), "{}", e.hint);
+}

@@ -61,7 +61,7 @@ fn cms_add_count_and_nulls() {
         one::<i64>("SELECT cms_total(cms_add(cms_empty(), 5, 0))"),
         0
     );
-    let SqlError { state, hint } = sql_error("SELECT cms_add(cms_empty(), 5, -1)");
+    let SqlError { state, hint, .. } = sql_error("SELECT cms_add(cms_empty(), 5, -1)");
     assert_eq!(state, "22023");
     assert!(hint.contains(">= 0"), "{hint}");
     assert_eq!(
@@ -166,11 +166,11 @@ fn cms_union_equals_whole_and_mismatch_is_22023() {
     ));
     assert!(one::<bool>("SELECT (cms_add(cms_empty(), 1) || cms_add(cms_empty(), 2)) = cms_add(cms_add(cms_empty(), 2), 1)"));
     assert!(is_null("SELECT cms_union(cms_empty(), NULL)"));
-    let SqlError { state, hint } =
+    let SqlError { state, hint, .. } =
         sql_error("SELECT cms_union(cms_empty(0.01, 0.01), cms_empty(0.001, 0.01))");
     assert_eq!(state, "22023");
     assert!(hint.contains("same eps and delta"), "{hint}");
-    let SqlError { state, hint } = sql_error(
+    let SqlError { state, hint, .. } = sql_error(
         "SELECT cms_union_agg(s) FROM (VALUES (cms_empty(0.01, 0.01)), (cms_empty(0.01, 0.001))) v(s)",
     );
     assert_eq!(state, "22023");
