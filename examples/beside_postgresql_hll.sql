@@ -7,4 +7,4 @@ SELECT d.day, round(# d.visitors) AS ours, pg_column_size(d.visitors) AS our_byt
 FROM daily_visitors d,
      LATERAL (SELECT phll.hll_add_agg(phll.hll_hash_bigint(user_id), 12) AS h
               FROM page_views WHERE viewed_at::date = d.day) p
-WHERE d.day = '2026-10-01';
+WHERE d.day = current_date - 1;

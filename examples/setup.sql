@@ -1,12 +1,14 @@
--- Sample data for the tour: page views by user over 30 days, in database dc_demo.
+-- Sample data for the tour (scripts/demo.sh loads it into database dc_demo, and
+-- scripts/doc_test.sh into a database of its own): page views by user over 30 days.
 -- distributed_counter in schema dc (scripts/demo.sh adds postgresql-hll in schema phll
 -- where it is installed: both have a type hll).
 CREATE SCHEMA dc;
 CREATE EXTENSION distributed_counter SCHEMA dc;
-ALTER DATABASE dc_demo SET search_path = public, dc;
+SELECT format('ALTER DATABASE %I SET search_path = public, dc', current_database()) \gexec
 SET search_path = public, dc;
 
--- 2M page views: 200k users, 500 pages, skewed (a few pages and users are hot)
+-- 2M page views over the last 30 days: 200k users, 500 pages, skewed (a few pages and
+-- users are hot)
 CREATE TABLE page_views (
     viewed_at timestamptz NOT NULL,
     user_id   int8 NOT NULL,
@@ -14,7 +16,7 @@ CREATE TABLE page_views (
 );
 SELECT setseed(0.5) \gset
 INSERT INTO page_views
-SELECT timestamptz '2026-10-01' + (random() * 30) * interval '1 day',
+SELECT now() - (random() * 30) * interval '1 day',
        (200000 * power(random(), 2))::int8,
        '/page/' || (500 * power(random(), 3))::int
 FROM generate_series(1, 2000000);

@@ -2,16 +2,18 @@
 # The test suite, by layer. `./scripts/test.sh` (= `all`) is README's second command and
 # what .ci/run calls; docs/DEVELOPING.md says what each layer covers.
 #
-#   [PG_MAJOR=15|18] scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|citus|upgrade] ...
+#   [PG_MAJOR=15|18] scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|docs|scenarios|attack|citus|upgrade] ...
 #
 #   all        setup (scripts/setup.sh), then every layer below, in this order, on
 #              PostgreSQL 18 (the pg18 layer) and 15 (the rest)
 #   lint       cargo fmt --check; cargo clippy -D warnings (extension for 15 and 18, core)
 #   core       cargo test of src/core: unit, property and golden tests, no PostgreSQL
 #   fuzz       15 s of coverage-guided fuzzing per core decoder/parser (scripts/fuzz.sh)
-#   pg18       pgrx, regress, scenarios, attack and upgrade on PostgreSQL 18
+#   pg18       pgrx, regress, docs, scenarios, attack and upgrade on PostgreSQL 18
 #   pgrx       #[pg_test]s inside a pgrx-managed PostgreSQL (installs the debug build)
 #   regress    pg_regress files in pg_test/ against a preloaded cluster of our own
+#   docs       the README's SQL blocks run in order on the demo data, outputs checked
+#              (scripts/doc_test.sh)
 #   scenarios  scripts/tests/*.sh: concurrency, faults, crashes, multi-node replication
 #   attack     hostile input (scripts/attack_sql.sh) and privilege attacks
 #              (scripts/security_attacks.sh)
@@ -22,7 +24,7 @@
 #   upgrade    build every earlier release (scripts/releases.tsv), store every type with
 #              it, ALTER EXTENSION ... UPDATE to this build, check (scripts/upgrade_test.sh)
 #
-# pgrx, regress, scenarios and attack run on the PostgreSQL of PG_MAJOR (15 unless set;
+# pgrx, regress, docs, scenarios and attack run on the PostgreSQL of PG_MAJOR (15 unless set;
 # scripts/lib/pg.sh). Only `all` runs setup; the single layers assume it ran once.
 # regress, scenarios and attack use the build that `pgrx` (or `cargo pgrx install`)
 # installed last into that PostgreSQL.
@@ -60,6 +62,10 @@ layer_regress() {
   log "regress: pg_regress against a preloaded PostgreSQL ${PG_MAJOR:-15} cluster"
   ./scripts/regress.sh
 }
+layer_docs() {
+  log "docs: the README's SQL blocks, in order, on the demo data (PostgreSQL ${PG_MAJOR:-15}; scripts/doc_test.sh)"
+  ./scripts/doc_test.sh README.md
+}
 layer_scenarios() {
   local t
   for t in scripts/tests/*.sh; do
@@ -76,7 +82,7 @@ layer_attack() {
 }
 # The server layers again on PostgreSQL 18 (the wheel scripts/setup.sh installs).
 layer_pg18() {
-  (export PG_MAJOR=18; for l in pgrx regress scenarios attack upgrade; do "layer_$l"; done)
+  (export PG_MAJOR=18; for l in pgrx regress docs scenarios attack upgrade; do "layer_$l"; done)
 }
 
 layer_citus() {
@@ -98,9 +104,9 @@ for layer in "${layers[@]}"; do
     all)
       ./scripts/setup.sh
       for l in lint core fuzz pg18; do "layer_$l"; done
-      (export PG_MAJOR=15; for l in pgrx regress scenarios attack citus upgrade; do "layer_$l"; done)
+      (export PG_MAJOR=15; for l in pgrx regress docs scenarios attack citus upgrade; do "layer_$l"; done)
       log "all tests passed (PostgreSQL 18 and 15)" ;;
-    lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|citus|upgrade) "layer_$layer" ;;
-    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|scenarios|attack|citus|upgrade] ..." >&2; exit 2 ;;
+    lint|core|fuzz|pgrx|pg18|regress|docs|scenarios|attack|citus|upgrade) "layer_$layer" ;;
+    *) echo "usage: scripts/test.sh [all|lint|core|fuzz|pgrx|pg18|regress|docs|scenarios|attack|citus|upgrade] ..." >&2; exit 2 ;;
   esac
 done
