@@ -1,6 +1,16 @@
 //! Hashing SQL values (docs/SQL.md, "Hashing"): the canonical byte encoding of each type,
 //! fed to `distributed_counter_core::hash`. `hll_hash_any`, `approx_count_distinct`,
 //! cms and topk all go through [`HashPlan`], so one value hashes alike everywhere.
+//!
+//! Values equal under the type's default equality must hash alike (count(DISTINCT)
+//! counts them once). Integers, text, varchar, bytea and uuid hash their bytes (stable
+//! since 0.1.0); types whose binary form is one per value (bool, "char", name, oid and
+//! the reg* types, date, time, timetz, timestamp, timestamptz, macaddr, macaddr8,
+//! money, enums) hash their binary send form (also stable since 0.1.0); every other type
+//! with a default hash opclass hashes the 64-bit result of its extended hash function
+//! (seed 0: the function PostgreSQL keeps stable for hash partitioning), which makes
+//! 1.5 and 1.50, 0 and -0, '1 day' and '24 hours', char(n) padding and the key order of
+//! jsonb hash alike; a type with none hashes its send form.
 
 use crate::fmgr::*;
 use crate::sql_function;
@@ -15,10 +25,15 @@ use std::cell::UnsafeCell;
 pub struct HashPlan {
     pub type_oid: pg_sys::Oid,
     strategy: Strategy,
-    /// Binary send function, for `Strategy::SendForm`. In an `UnsafeCell`: calling
-    /// through an FmgrInfo writes to it (fn_extra, fn_mcxt caches), while the plan is
-    /// shared by reference.
+    /// Binary send function (`Strategy::SendForm`) or extended hash function
+    /// (`Strategy::ExtendedHash`). In an `UnsafeCell`: calling through an FmgrInfo
+    /// writes to it (fn_extra, fn_mcxt caches), while the plan is shared by reference.
     send: UnsafeCell<pg_sys::FmgrInfo>,
+    /// The collation the extended hash function runs with (the call's input collation,
+    /// else the type's).
+    collation: pg_sys::Oid,
+    /// UTC, for the text form (see `text_of`).
+    utc: *mut pg_sys::pg_tz,
     /// Text output function (topk keeps a value's text form). See `send`.
     output: UnsafeCell<pg_sys::FmgrInfo>,
     /// A per-call-site decision an aggregate caches with the plan (0 = not made yet);
@@ -36,6 +51,38 @@ enum Strategy {
     VarlenaBytes,
     Uuid,
     SendForm,
+    ExtendedHash,
+}
+
+/// Built-in types whose binary send form is the same for equal values: they keep hashing
+/// it, as every type did before 0.3.0 (sketches stored earlier stay valid for them).
+fn send_form_is_canonical(type_oid: pg_sys::Oid) -> bool {
+    matches!(
+        type_oid,
+        pg_sys::BOOLOID
+            | pg_sys::CHAROID
+            | pg_sys::NAMEOID
+            | pg_sys::OIDOID
+            | pg_sys::REGPROCOID
+            | pg_sys::REGPROCEDUREOID
+            | pg_sys::REGOPEROID
+            | pg_sys::REGOPERATOROID
+            | pg_sys::REGCLASSOID
+            | pg_sys::REGTYPEOID
+            | pg_sys::REGROLEOID
+            | pg_sys::REGNAMESPACEOID
+            | pg_sys::REGCONFIGOID
+            | pg_sys::REGDICTIONARYOID
+            | pg_sys::REGCOLLATIONOID
+            | pg_sys::DATEOID
+            | pg_sys::TIMEOID
+            | pg_sys::TIMETZOID
+            | pg_sys::TIMESTAMPOID
+            | pg_sys::TIMESTAMPTZOID
+            | pg_sys::MACADDROID
+            | pg_sys::MACADDR8OID
+            | pg_sys::MONEYOID
+    )
 }
 
 impl HashPlan {
@@ -90,7 +137,20 @@ impl HashPlan {
                 pg_sys::INT8OID => Strategy::Int8,
                 pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BYTEAOID => Strategy::VarlenaBytes,
                 pg_sys::UUIDOID => Strategy::Uuid,
-                _ => Strategy::SendForm,
+                t if send_form_is_canonical(t)
+                    || pg_sys::get_typtype(t) as u8 == pg_sys::TYPTYPE_ENUM =>
+                {
+                    Strategy::SendForm
+                }
+                t => {
+                    let entry =
+                        pg_sys::lookup_type_cache(t, pg_sys::TYPECACHE_HASH_EXTENDED_PROC as i32);
+                    if (*entry).hash_extended_proc != pg_sys::InvalidOid {
+                        Strategy::ExtendedHash
+                    } else {
+                        Strategy::SendForm
+                    }
+                }
             };
             let plan =
                 pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<HashPlan>())
@@ -103,6 +163,23 @@ impl HashPlan {
                 pg_sys::getTypeBinaryOutputInfo(type_oid, &mut send_oid, &mut is_varlena);
                 pg_sys::fmgr_info_cxt(send_oid, (*plan).send.get(), (*flinfo).fn_mcxt);
             }
+            if strategy == Strategy::ExtendedHash {
+                let entry = pg_sys::lookup_type_cache(
+                    type_oid,
+                    pg_sys::TYPECACHE_HASH_EXTENDED_PROC as i32,
+                );
+                pg_sys::fmgr_info_cxt(
+                    (*entry).hash_extended_proc,
+                    (*plan).send.get(),
+                    (*flinfo).fn_mcxt,
+                );
+                (*plan).collation = if (*fcinfo).fncollation != pg_sys::InvalidOid {
+                    (*fcinfo).fncollation
+                } else {
+                    pg_sys::get_typcollation(type_oid)
+                };
+            }
+            (*plan).utc = pg_sys::pg_tzset(c"UTC".as_ptr());
             let mut out_oid = pg_sys::InvalidOid;
             let mut is_varlena = false;
             pg_sys::getTypeOutputInfo(type_oid, &mut out_oid, &mut is_varlena);
@@ -162,7 +239,7 @@ impl HashPlan {
                 Strategy::Int4 => Some(hash_i64(datum.value() as i32 as i64, seed)),
                 Strategy::Int2 => Some(hash_i64(datum.value() as i16 as i64, seed)),
                 Strategy::Uuid => Some(hash_bytes(uuid_bytes(datum), seed)),
-                Strategy::VarlenaBytes | Strategy::SendForm => None,
+                Strategy::VarlenaBytes | Strategy::SendForm | Strategy::ExtendedHash => None,
             }
         }
     }
@@ -179,6 +256,15 @@ impl HashPlan {
             }
             match self.strategy {
                 Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
+                Strategy::ExtendedHash => {
+                    let h = pg_sys::FunctionCall2Coll(
+                        self.send.get(),
+                        self.collation,
+                        datum,
+                        pg_sys::Datum::from(0i64),
+                    );
+                    hash_i64(h.value() as i64, seed)
+                }
                 _ => {
                     let bytea = pg_sys::SendFunctionCall(self.send.get(), datum);
                     hash_bytes(varlena_bytes(pg_sys::Datum::from(bytea)), seed)
@@ -187,16 +273,119 @@ impl HashPlan {
         }
     }
 
-    /// The value's text form (what `topk_list` shows).
+    /// The value's text form (what `topk_list` shows and counts by), the same for
+    /// equal values whatever the session's settings: the output function runs with
+    /// DateStyle ISO, IntervalStyle postgres, TimeZone UTC and extra_float_digits 1
+    /// (shortest exact floats), and the few built-in types whose equal values print
+    /// differently are canonicalised (numeric trailing zeros, float -0, char(n) padding,
+    /// intervals justified).
     ///
     /// # Safety
     /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     pub unsafe fn text_of(&self, datum: pg_sys::Datum) -> Vec<u8> {
         unsafe {
+            let datum = if self.type_oid == pg_sys::INTERVALOID {
+                canonical_interval(datum)
+            } else {
+                datum
+            };
+            let settings = OutputSettings::fixed(self.utc);
             let cstr = pg_sys::OutputFunctionCall(self.output.get(), datum);
-            let bytes = std::ffi::CStr::from_ptr(cstr).to_bytes().to_vec();
+            drop(settings);
+            let mut bytes = std::ffi::CStr::from_ptr(cstr).to_bytes().to_vec();
             pg_sys::pfree(cstr as *mut std::ffi::c_void);
+            match self.type_oid {
+                pg_sys::NUMERICOID => trim_numeric_zeros(&mut bytes),
+                pg_sys::FLOAT4OID | pg_sys::FLOAT8OID if bytes == b"-0" => bytes = b"0".to_vec(),
+                pg_sys::BPCHAROID => {
+                    while bytes.last() == Some(&b' ') {
+                        bytes.pop();
+                    }
+                }
+                _ => {}
+            }
             bytes
+        }
+    }
+}
+
+/// The settings that change how values print, fixed while one value is printed and
+/// restored on drop (also when the output function raises an ERROR: pgrx turns it into
+/// an unwinding panic, which runs this drop).
+struct OutputSettings {
+    date_style: i32,
+    date_order: i32,
+    interval_style: i32,
+    extra_float_digits: i32,
+    timezone: *mut pg_sys::pg_tz,
+}
+
+impl OutputSettings {
+    unsafe fn fixed(utc: *mut pg_sys::pg_tz) -> OutputSettings {
+        unsafe {
+            let saved = OutputSettings {
+                date_style: pg_sys::DateStyle,
+                date_order: pg_sys::DateOrder,
+                interval_style: pg_sys::IntervalStyle,
+                extra_float_digits: pg_sys::extra_float_digits,
+                timezone: pg_sys::session_timezone,
+            };
+            pg_sys::DateStyle = pg_sys::USE_ISO_DATES as i32;
+            pg_sys::DateOrder = pg_sys::DATEORDER_YMD as i32;
+            pg_sys::IntervalStyle = pg_sys::INTSTYLE_POSTGRES as i32;
+            pg_sys::extra_float_digits = 1;
+            if !utc.is_null() {
+                pg_sys::session_timezone = utc;
+            }
+            saved
+        }
+    }
+}
+
+impl Drop for OutputSettings {
+    fn drop(&mut self) {
+        unsafe {
+            pg_sys::DateStyle = self.date_style;
+            pg_sys::DateOrder = self.date_order;
+            pg_sys::IntervalStyle = self.interval_style;
+            pg_sys::extra_float_digits = self.extra_float_digits;
+            pg_sys::session_timezone = self.timezone;
+        }
+    }
+}
+
+/// Equal intervals ('1 day' and '24 hours', '1 mon' and '30 days': PostgreSQL compares
+/// their total span, a month counting 30 days) as one interval: the span split into
+/// months, days and time, every part with the span's sign. A span beyond that form's
+/// range is left as it is.
+unsafe fn canonical_interval(datum: pg_sys::Datum) -> pg_sys::Datum {
+    const DAY: i128 = 86_400_000_000;
+    unsafe {
+        let iv = &*datum.cast_mut_ptr::<pg_sys::Interval>();
+        let span = iv.time as i128 + iv.day as i128 * DAY + iv.month as i128 * 30 * DAY;
+        let (month, rest) = (span / (30 * DAY), span % (30 * DAY));
+        let Ok(month) = i32::try_from(month) else {
+            return datum;
+        };
+        let out = pg_sys::palloc(std::mem::size_of::<pg_sys::Interval>()) as *mut pg_sys::Interval;
+        *out = pg_sys::Interval {
+            time: (rest % DAY) as i64,
+            day: (rest / DAY) as i32,
+            month,
+        };
+        pg_sys::Datum::from(out)
+    }
+}
+
+/// numeric_out prints the scale ("1.50"); equal numerics print alike without the
+/// fractional part's trailing zeros ("1.5", "2", "0").
+fn trim_numeric_zeros(bytes: &mut Vec<u8>) {
+    if bytes.contains(&b'.') {
+        while bytes.last() == Some(&b'0') {
+            bytes.pop();
+        }
+        if bytes.last() == Some(&b'.') {
+            bytes.pop();
         }
     }
 }

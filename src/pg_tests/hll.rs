@@ -38,9 +38,12 @@ fn text_varchar_bytea_and_any_agree() {
     let u: i64 = one("SELECT hll_hash_uuid('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')::int8");
     assert_eq!(u, one::<i64>("SELECT hll_hash_bytea('\\xa0eebc999c0b4ef8bb6d6bb9bd380a11'::bytea)::int8"));
     assert_eq!(u, one::<i64>("SELECT hll_hash_any('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid)::int8"));
-    // other types hash their binary send form
+    // types whose binary form is one per value hash it (as since 0.1.0) ...
+    let d: i64 = one("SELECT hll_hash_any('2026-01-01'::date)::int8");
+    assert_eq!(d, one::<i64>("SELECT hll_hash_bytea(date_send('2026-01-01'))::int8"));
+    // ... the others their extended hash, so equal values hash alike
     let f: i64 = one("SELECT hll_hash_any(1.5::float8)::int8");
-    assert_eq!(f, one::<i64>("SELECT hll_hash_bytea(float8send(1.5))::int8"));
+    assert_eq!(f, one::<i64>("SELECT hll_hash_bigint(hashfloat8extended(1.5, 0))::int8"));
 }
 
 #[pg_test]

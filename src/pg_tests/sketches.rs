@@ -140,18 +140,21 @@ fn cms_hashing_agrees_across_int_widths_and_with_hll_hash_any() {
     assert!(one::<bool>(
         "SELECT cms_add_agg(g::text) = cms_add_agg(g::text::bytea) FROM generate_series(1, 100) g"
     ));
-    // uuid and send-form types hash as in hll_hash_any: uuid == its 16 bytes, float8 ==
-    // its send form
+    // other types hash as in hll_hash_any: uuid == its 16 bytes, date == its send form,
+    // float8 == its extended hash as an int8
     assert!(one::<bool>(
         "SELECT cms_add(cms_empty(), 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid) = \
                 cms_add(cms_empty(), '\\xa0eebc999c0b4ef8bb6d6bb9bd380a11'::bytea)"
     ));
     assert!(one::<bool>(
-        "SELECT cms_add(cms_empty(), 1.5::float8) = cms_add(cms_empty(), float8send(1.5))"
+        "SELECT cms_add(cms_empty(), '2026-01-01'::date) = cms_add(cms_empty(), date_send('2026-01-01'))"
     ));
-    // hll_hash_any and hll_hash_bytea agree, so the above pins cms to hll_hash_any
     assert!(one::<bool>(
-        "SELECT hll_hash_any(1.5::float8)::int8 = hll_hash_bytea(float8send(1.5))::int8"
+        "SELECT cms_add(cms_empty(), 1.5::float8) = cms_add(cms_empty(), hashfloat8extended(1.5, 0))"
+    ));
+    // hll_hash_any agrees, so the above pins cms to hll_hash_any
+    assert!(one::<bool>(
+        "SELECT hll_hash_any(1.5::float8)::int8 = hll_hash_bigint(hashfloat8extended(1.5, 0))::int8"
     ));
 }
 
@@ -295,7 +298,7 @@ fn topk_items_are_text_forms() {
     );
     assert_eq!(
         one::<String>("SELECT value FROM topk_list((SELECT topk_add_agg(1.50::numeric)))"),
-        "1.50"
+        "1.5"
     );
     assert_eq!(
         one::<String>("SELECT value FROM topk_list((SELECT topk_add_agg(DATE '2024-02-29')))"),
@@ -554,4 +557,84 @@ fn nulls_follow_one_rule() {
     // counter_add: a NULL delta is 22004 too
     Spi::run("SELECT counter_create('null_rule')").unwrap();
     assert_eq!(sqlstate("SELECT counter_add('null_rule', 'k', NULL)"), "22004");
+}
+
+/// Values equal under their type's default equality count as one value everywhere:
+/// hll_hash_any, approx_count_distinct, cms and topk agree with count(DISTINCT).
+#[pg_test]
+fn equal_values_count_as_one() {
+    for (a, b) in [
+        ("1.5::numeric", "1.50::numeric"),
+        ("0::numeric", "0.000::numeric"),
+        ("0::float8", "'-0'::float8"),
+        ("0::float4", "'-0'::float4"),
+        ("'NaN'::float8", "'NaN'::float8"),
+        ("'a'::char(3)", "'a'::char(5)"),
+        ("'1 day'::interval", "'24 hours'::interval"),
+        ("'1 mon'::interval", "'30 days'::interval"),
+        ("'-1 mon 29 days'::interval", "'-1 day'::interval"),
+        ("'{\"a\": 1.0, \"b\": [2]}'::jsonb", "'{\"b\": [2], \"a\": 1.00}'::jsonb"),
+        ("ARRAY[1.0]::numeric[]", "ARRAY[1.00]::numeric[]"),
+        ("'10.0.0.0/8'::cidr::inet", "'10.0.0.0/8'::inet"),
+    ] {
+        assert!(one::<bool>(&format!("SELECT {a} = {b}")), "{a} = {b} is not true in SQL");
+        assert!(
+            one::<bool>(&format!("SELECT hll_hash_any({a}) = hll_hash_any({b})")),
+            "hll_hash_any({a}) <> hll_hash_any({b})"
+        );
+        let q = format!("(SELECT {a} AS v UNION ALL SELECT {b}) s");
+        assert_eq!(one::<i64>(&format!("SELECT approx_count_distinct(v) FROM {q}")), 1, "{a}, {b}");
+        assert_eq!(one::<i64>(&format!("SELECT count(DISTINCT v) FROM {q}")), 1, "{a}, {b}");
+        assert_eq!(one::<i64>(&format!("SELECT cms_count(cms_add_agg(v), {a}) FROM {q}")), 2, "{a}, {b}");
+        // topk counts by text form, canonical for scalars only: jsonb and arrays print
+        // the numbers inside them with their scale (documented)
+        if !a.contains("jsonb") && !a.contains("[]") {
+            assert_eq!(
+                one::<i64>(&format!("SELECT count(*) FROM topk_list((SELECT topk_add_agg(v) FROM {q}))")),
+                1,
+                "topk counts {a} and {b} as two"
+            );
+        }
+    }
+    // many numerics, each in three scales: as many distinct values as count(DISTINCT) says
+    let est = one::<i64>(
+        "SELECT approx_count_distinct(v) FROM (SELECT round((g * 0.37)::numeric, 2) + 0 * s AS v \
+         FROM generate_series(1, 80) g, generate_series(0, 2) s) x",
+    );
+    let exact = one::<i64>(
+        "SELECT count(DISTINCT v) FROM (SELECT round((g * 0.37)::numeric, 2) + 0 * s AS v \
+         FROM generate_series(1, 80) g, generate_series(0, 2) s) x",
+    );
+    assert!((est - exact).abs() <= 1, "{est} vs {exact}");
+    // unequal values still differ
+    assert!(!one::<bool>("SELECT hll_hash_any(1.5::numeric) = hll_hash_any(1.51::numeric)"));
+    assert!(!one::<bool>("SELECT hll_hash_any('a'::char(3)) = hll_hash_any('b'::char(3))"));
+}
+
+/// topk counts a value under its canonical text form, whatever the session's TimeZone,
+/// DateStyle, IntervalStyle or extra_float_digits.
+#[pg_test]
+fn topk_text_is_independent_of_session_settings() {
+    Spi::run("CREATE TEMP TABLE tk (t topk)").unwrap();
+    Spi::run("INSERT INTO tk VALUES (topk_empty())").unwrap();
+    for settings in [
+        "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1",
+        "SET LOCAL TimeZone = 'America/New_York'; SET LOCAL DateStyle = 'SQL, DMY'; SET LOCAL IntervalStyle = 'iso_8601'; SET LOCAL extra_float_digits = 0",
+        "SET LOCAL TimeZone = 'Asia/Kolkata'; SET LOCAL DateStyle = 'German'; SET LOCAL IntervalStyle = 'sql_standard'; SET LOCAL extra_float_digits = 3",
+    ] {
+        Spi::run(settings).unwrap();
+        Spi::run(
+            "UPDATE tk SET t = topk_add(topk_add(topk_add(topk_add(t, \
+               '2026-03-29 01:30:00+00'::timestamptz), '2026-03-29'::date), \
+               '1 day 2 hours'::interval), 0.1::float8)",
+        )
+        .unwrap();
+    }
+    Spi::run("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1").unwrap();
+    assert_eq!(
+        one::<String>("SELECT string_agg(value || '=' || count, ', ' ORDER BY value) FROM topk_list((SELECT t FROM tk))"),
+        "0.1=3, 1 day 02:00:00=3, 2026-03-29=3, 2026-03-29 01:30:00+00=3"
+    );
+    // the session's settings are back as they were after each value was printed
+    assert_eq!(one::<String>("SELECT '2026-03-29 01:30:00+00'::timestamptz::text"), "2026-03-29 01:30:00+00");
 }
