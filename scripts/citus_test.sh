@@ -69,6 +69,15 @@ aggs() {
   echo "approx_count_distinct($1) AS acd, cms_add_agg($1) AS c1, cms_add_agg($1, 0.01, 0.01) AS c2,
         cms_add_agg($1, w, 0.02, 0.05) AS c3, topk_add_agg($1) AS t1, topk_add_agg($1, 5) AS t2"
 }
+# topk_text TYPE COL: SQL for the text a topk counts a value of TYPE under (docs/SQL.md,
+# "Hashing": numeric without trailing fractional zeros, char(n) without its padding).
+topk_text() {
+  case $1 in
+    numeric) echo "trim_scale($2)::text" ;;
+    bpchar) echo "rtrim($2)" ;;
+    *) echo "format('%s', $2)" ;;
+  esac
+}
 # compare TABLE GROUPCOL LABEL: every type, distributed against local; prints a line per type.
 compare() {
   local tbl=$1 grp=$2 label=$3 t col plan partial bad
@@ -88,7 +97,7 @@ compare() {
     bad=$(q coord <<SQL
 CREATE TEMP TABLE r_dist AS SELECT $grp AS grp, $(aggs "$col") FROM $tbl GROUP BY $grp;
 CREATE TEMP TABLE r_local AS SELECT $grp AS grp, $(aggs "$col") FROM ${tbl}_local GROUP BY $grp;
-CREATE TEMP TABLE exact AS SELECT $grp AS grp, format('%s', $col) AS item, count(*) AS n FROM ${tbl}_local WHERE $col IS NOT NULL GROUP BY 1, 2;
+CREATE TEMP TABLE exact AS SELECT $grp AS grp, $(topk_text "$t" "$col") AS item, count(*) AS n FROM ${tbl}_local WHERE $col IS NOT NULL GROUP BY 1, 2;
 CREATE TEMP TABLE totals AS SELECT $grp AS grp, count($col) AS n FROM ${tbl}_local GROUP BY 1;
 -- topk guarantees: total exact; count - error <= true <= count for each listed item; every
 -- item with a true count above total / k listed

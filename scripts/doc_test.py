@@ -143,8 +143,8 @@ def main():
         run += 1
         print(f"doc-test: {path}:{first}: ok ({len(stmts)} statements)")
     print(f"doc-test: {path}: {run} blocks run, {checked} outputs checked, {skipped} skipped")
-    if run == 0:
-        sys.exit("doc-test: no block ran")
+    if run == 0 or checked == 0:
+        sys.exit("doc-test: no block ran, or no output was checked")
 
 
 if __name__ == "__main__":

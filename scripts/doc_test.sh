@@ -15,9 +15,6 @@ psql_ -d postgres -c "DROP DATABASE IF EXISTS dc_doctest WITH (FORCE)" -c "CREAT
 psql_ -d dc_doctest -f examples/setup.sql >/dev/null
 # a copy the postgres user can read, wherever the checkout is
 tmp=$(mktemp /tmp/doc_test.XXXXXX.md); chmod 644 "$tmp"; cp "$DOC" "$tmp"
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp"; psql_ -d postgres -c "DROP DATABASE IF EXISTS dc_doctest WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 /usr/bin/python3 scripts/doc_test.py "$tmp" -- runuser -u postgres -- psql -h localhost -p "$PORT" -d dc_doctest \
   | sed "s|$tmp|$DOC|g"
-status=${PIPESTATUS[0]}
-psql_ -d postgres -c "DROP DATABASE dc_doctest WITH (FORCE)"
-exit "$status"

@@ -56,7 +56,10 @@ layer_pgrx() {
   log "pgrx: cargo pgrx test pg$major"
   data=/var/tmp/distributed_counter-pgrx$([ "$major" = 15 ] || echo "$major")
   install -d -o postgres -g postgres "$data"
-  cargo pgrx test "pg$major" --runas postgres --pgdata "$data"
+  # One test at a time: each #[pg_test] is one transaction held open to its end, and
+  # tests that create the same counter name and take the compaction lock would
+  # otherwise wait on each other's uncommitted rows and locks (deadlocks).
+  RUST_TEST_THREADS=1 cargo pgrx test "pg$major" --runas postgres --pgdata "$data"
 }
 layer_regress() {
   log "regress: pg_regress against a preloaded PostgreSQL ${PG_MAJOR:-15} cluster"

@@ -35,7 +35,11 @@ CREATE TABLE counter_registry (
     created         timestamptz NOT NULL DEFAULT now(),
     last_compaction timestamptz,
     compactions     int8 NOT NULL DEFAULT 0,
-    rows_compacted  int8 NOT NULL DEFAULT 0
+    rows_compacted  int8 NOT NULL DEFAULT 0,
+    -- keys with a total row, kept by compaction and counter_set (counter_stats adds the
+    -- keys that are only pending, so it never counts the totals table); not maintained
+    -- after counter_distribute(), where counter_stats counts on the workers
+    keys            int8 NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.0,
         autovacuum_vacuum_threshold = 200);
 ALTER SEQUENCE counter_id_seq OWNED BY counter_registry.id;
@@ -391,6 +395,8 @@ LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path
 DECLARE
     cid int4;
     moved_rows int8;
+    new_ids int4[];
+    new_keys int8[];
 BEGIN
     IF batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'invalid compaction batch: %', COALESCE(batch::text, 'NULL')
@@ -438,8 +444,18 @@ BEGIN
         WHERE m.counter_id IN (SELECT l.id FROM live l)
         GROUP BY m.counter_id, m.key
         ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+        RETURNING t.counter_id, (t.xmax OPERATOR(pg_catalog.=) 0) AS inserted
     )
-    SELECT pg_catalog.count(*) INTO moved_rows FROM moved;
+    SELECT (SELECT pg_catalog.count(*) FROM moved), pg_catalog.array_agg(f.counter_id), pg_catalog.array_agg(f.n)
+    INTO moved_rows, new_ids, new_keys
+    FROM (SELECT f.counter_id, pg_catalog.count(*) AS n FROM folded f WHERE f.inserted
+          GROUP BY f.counter_id) AS f;
+    -- The keys that got their first total row (the registry rows are locked above).
+    IF new_ids IS NOT NULL THEN
+        UPDATE @extschema@.counter_registry r SET keys = r.keys + u.n
+        FROM ROWS FROM (pg_catalog.unnest(new_ids), pg_catalog.unnest(new_keys)) AS u(id, n)
+        WHERE r.id = u.id;
+    END IF;
     RETURN moved_rows;
 END
 $$;
@@ -487,11 +503,14 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cid int4;
     pending_sum numeric;
+    created bool;
 BEGIN
-    -- KEY SHARE: a concurrent counter_drop waits for us (no orphan total row).
+    -- NO KEY UPDATE: a concurrent counter_drop waits for us (no orphan total row), and
+    -- so does a compaction of the counter: both lock the registry row before the total
+    -- rows, in that order, and this call may update the row's key count.
     SELECT r.id INTO cid
     FROM @extschema@.counter_registry r WHERE r.name = counter_set.name
-    FOR KEY SHARE;
+    FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_set.name);
     END IF;
@@ -502,7 +521,11 @@ BEGIN
     -- Create and/or lock the total row.
     INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
     VALUES (cid, counter_set.key, 0)
-    ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value;
+    ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value
+    RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) INTO created;
+    IF created AND NOT @extschema@._counter_distributed() THEN
+        UPDATE @extschema@.counter_registry r SET keys = r.keys + 1 WHERE r.id = cid;
+    END IF;
     -- A new statement, a new snapshot (READ COMMITTED): it includes every compaction
     -- that committed before we got the lock; in-flight ones wait and their rows are
     -- still pending here.
@@ -585,13 +608,14 @@ BEGIN
     END IF;
     IF NOT @extschema@._counter_distributed() THEN
         CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
+        -- keys: those with a total row (kept in the registry) and those only pending (the
+        -- pending table is small: the compaction worker keeps it so)
         SELECT r.name,
                r.shards,
-               (SELECT pg_catalog.count(*) FROM (
-                    SELECT t.key FROM @extschema@.counter_totals t WHERE t.counter_id = r.id
-                    UNION
-                    SELECT p.key FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS k
-               ) AS keys,
+               r.keys + (SELECT pg_catalog.count(DISTINCT p.key) FROM @extschema@.counter_pending p
+                         WHERE p.counter_id = r.id
+                           AND NOT EXISTS (SELECT FROM @extschema@.counter_totals t
+                                           WHERE t.counter_id = r.id AND t.key = p.key)) AS keys,
                pend.pending_rows,
                now() - pend.oldest AS oldest_pending_age,
                r.last_compaction,

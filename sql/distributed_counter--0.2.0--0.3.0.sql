@@ -178,7 +178,12 @@ $warn$;
 --    path reads the registry, then inserts (two statements); counter_values, compaction,
 --    counter_compact, counter_drop and counter_purge_requests have a distributed form;
 --    counter_stats is defined by _counter_define_stats_view(); counter_value(s) report
---    a value beyond int8 naming the counter and key (_counter_int8).
+--    a value beyond int8 naming the counter and key (_counter_int8). The registry keeps
+--    each counter's number of keys with a total row (compaction and counter_set
+--    maintain it), so counter_stats no longer counts the totals table.
+ALTER TABLE @extschema@.counter_registry ADD COLUMN keys int8 NOT NULL DEFAULT 0;
+UPDATE @extschema@.counter_registry r
+SET keys = (SELECT pg_catalog.count(*) FROM @extschema@.counter_totals t WHERE t.counter_id = r.id);
 
 -- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
 -- the common case and calls this for everything else (request_id, bad arguments,
@@ -322,6 +327,54 @@ BEGIN
 END
 $$;
 
+-- Set a key to an exact value (correction / admin override). Semantics: the value as of
+-- this call's snapshot (taken after the key is locked) becomes `value`; adds that commit
+-- concurrently but are not in that snapshot still count on top, so a set never loses a
+-- concurrent add. Implemented as a correction of the folded total while holding the
+-- total row's lock (compaction of this key waits; counter_set calls on one key
+-- serialize). The pending rows stay and are folded as usual. Under REPEATABLE READ or
+-- SERIALIZABLE a concurrent compaction of the key makes this fail with 40001: retry.
+CREATE OR REPLACE FUNCTION counter_set(name text, key text, value int8) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    pending_sum numeric;
+    created bool;
+BEGIN
+    -- NO KEY UPDATE: a concurrent counter_drop waits for us (no orphan total row), and
+    -- so does a compaction of the counter: both lock the registry row before the total
+    -- rows, in that order, and this call may update the row's key count.
+    SELECT r.id INTO cid
+    FROM @extschema@.counter_registry r WHERE r.name = counter_set.name
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_set.name);
+    END IF;
+    PERFORM @extschema@._counter_check_key(counter_set.key);
+    IF counter_set.value IS NULL THEN
+        RAISE EXCEPTION 'counter value must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Create and/or lock the total row.
+    INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
+    VALUES (cid, counter_set.key, 0)
+    ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value
+    RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) INTO created;
+    IF created AND NOT @extschema@._counter_distributed() THEN
+        UPDATE @extschema@.counter_registry r SET keys = r.keys + 1 WHERE r.id = cid;
+    END IF;
+    -- A new statement, a new snapshot (READ COMMITTED): it includes every compaction
+    -- that committed before we got the lock; in-flight ones wait and their rows are
+    -- still pending here.
+    SELECT COALESCE(pg_catalog.sum(p.delta), 0) INTO pending_sum
+    FROM @extschema@.counter_pending p
+    WHERE p.counter_id = cid
+      AND p.key = counter_set.key;
+    UPDATE @extschema@.counter_totals t SET value = counter_set.value - pending_sum
+    WHERE t.counter_id = cid AND t.key = counter_set.key;
+END
+$$;
+
 -- One bounded compaction batch: what the background worker runs once per transaction
 -- and counter_compact() runs in a loop. Folds at most `batch` pending rows (of one
 -- counter, or of all when name is NULL) into totals and returns how many it removed
@@ -341,6 +394,8 @@ LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path
 DECLARE
     cid int4;
     moved_rows int8;
+    new_ids int4[];
+    new_keys int8[];
 BEGIN
     IF batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'invalid compaction batch: %', COALESCE(batch::text, 'NULL')
@@ -388,8 +443,18 @@ BEGIN
         WHERE m.counter_id IN (SELECT l.id FROM live l)
         GROUP BY m.counter_id, m.key
         ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+        RETURNING t.counter_id, (t.xmax OPERATOR(pg_catalog.=) 0) AS inserted
     )
-    SELECT pg_catalog.count(*) INTO moved_rows FROM moved;
+    SELECT (SELECT pg_catalog.count(*) FROM moved), pg_catalog.array_agg(f.counter_id), pg_catalog.array_agg(f.n)
+    INTO moved_rows, new_ids, new_keys
+    FROM (SELECT f.counter_id, pg_catalog.count(*) AS n FROM folded f WHERE f.inserted
+          GROUP BY f.counter_id) AS f;
+    -- The keys that got their first total row (the registry rows are locked above).
+    IF new_ids IS NOT NULL THEN
+        UPDATE @extschema@.counter_registry r SET keys = r.keys + u.n
+        FROM ROWS FROM (pg_catalog.unnest(new_ids), pg_catalog.unnest(new_keys)) AS u(id, n)
+        WHERE r.id = u.id;
+    END IF;
     RETURN moved_rows;
 END
 $$;
@@ -508,13 +573,14 @@ BEGIN
     END IF;
     IF NOT @extschema@._counter_distributed() THEN
         CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
+        -- keys: those with a total row (kept in the registry) and those only pending (the
+        -- pending table is small: the compaction worker keeps it so)
         SELECT r.name,
                r.shards,
-               (SELECT pg_catalog.count(*) FROM (
-                    SELECT t.key FROM @extschema@.counter_totals t WHERE t.counter_id = r.id
-                    UNION
-                    SELECT p.key FROM @extschema@.counter_pending p WHERE p.counter_id = r.id) AS k
-               ) AS keys,
+               r.keys + (SELECT pg_catalog.count(DISTINCT p.key) FROM @extschema@.counter_pending p
+                         WHERE p.counter_id = r.id
+                           AND NOT EXISTS (SELECT FROM @extschema@.counter_totals t
+                                           WHERE t.counter_id = r.id AND t.key = p.key)) AS keys,
                pend.pending_rows,
                now() - pend.oldest AS oldest_pending_age,
                r.last_compaction,
@@ -752,5 +818,5 @@ COMMENT ON FUNCTION rate_limit(text, int8, interval, int8, int8) IS
 REVOKE ALL ON FUNCTION rate_limit(text, int8, interval, int8, int8) FROM PUBLIC;
 
 -- 4. One NULL rule for the add functions: hll_add (and hll || hll_hashval) takes a NULL
---    sketch as an empty one. (cms_add, topk_add: the same rule, in their C code.)
-ALTER FUNCTION hll_add(hll, hll_hashval) CALLED ON NULL INPUT STABLE;
+--    sketch as an empty one (of precision 12). (cms_add, topk_add: the same rule, in their C code.)
+ALTER FUNCTION hll_add(hll, hll_hashval) CALLED ON NULL INPUT;

@@ -43,10 +43,11 @@ CREATE FUNCTION hll_empty(p int4 DEFAULT NULL) RETURNS hll
     AS 'MODULE_PATHNAME', 'hll_empty' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION hll_empty(int4) IS
     'empty sketch; NULL precision means distributed_counter.hll_default_precision';
--- Not strict: a NULL sketch is an empty one at the default precision (hence STABLE: the
--- precision is a setting), a NULL hash adds nothing.
+-- Not strict: a NULL sketch is an empty one of precision 12 (a fixed precision, not the
+-- setting: the function stays IMMUTABLE, which Citus requires of functions in an UPDATE's
+-- SET list), a NULL hash adds nothing.
 CREATE FUNCTION hll_add(hll, hll_hashval) RETURNS hll
-    AS 'MODULE_PATHNAME', 'hll_add' LANGUAGE C STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'hll_add' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION hll_union(hll, hll) RETURNS hll
     AS 'MODULE_PATHNAME', 'hll_union' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION hll_cardinality(hll) RETURNS float8

@@ -93,6 +93,13 @@ sql_function! {
     /// of every add function: a NULL sketch is an empty one (`cms_empty()`), a NULL
     /// value adds nothing, a NULL count is an error (22004).
     fn cms_add(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        // nothing to add (whatever the count, as the aggregates skip such a row)
+        return match arg(fcinfo, 0) {
+            Some(sketch) => sketch,
+            None => cms_datum(&Cms::empty_encoded(DEFAULT_EPS, DEFAULT_DELTA).or_raise()),
+        };
+    }
     let count = if nargs(fcinfo) >= 3 { arg_i64(fcinfo, 2) } else { Some(1) };
     let count = check_count(count.unwrap_or_else(|| null_count("cms_add")));
     let mut bytes = if arg_is_null(fcinfo, 0) {
@@ -100,10 +107,8 @@ sql_function! {
     } else {
         cms_bytes(arg_datum(fcinfo, 0)).to_vec()
     };
-    if !arg_is_null(fcinfo, 1) {
-        let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
-        Cms::add_in_place(&mut bytes, h, count).or_raise();
-    }
+    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    Cms::add_in_place(&mut bytes, h, count).or_raise();
     cms_datum(&bytes)
 }}
 

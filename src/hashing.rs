@@ -4,9 +4,11 @@
 //!
 //! Values equal under the type's default equality must hash alike (count(DISTINCT)
 //! counts them once). Integers, text, varchar, bytea and uuid hash their bytes (stable
-//! since 0.1.0); types whose binary form is one per value (bool, "char", name, oid and
-//! the reg* types, date, time, timetz, timestamp, timestamptz, macaddr, macaddr8,
-//! money, enums) hash their binary send form (also stable since 0.1.0); every other type
+//! since 0.1.0), and so do name and enums (their name or label: what their send form
+//! carried, without its conversion to the client's encoding); types whose binary form
+//! is one per value (bool, "char", oid and the reg* types, date, time, timetz,
+//! timestamp, timestamptz, macaddr, macaddr8, money) hash their binary send form (also
+//! stable since 0.1.0); every other type
 //! with a default hash opclass hashes the 64-bit result of its extended hash function
 //! (seed 0: the function PostgreSQL keeps stable for hash partitioning), which makes
 //! 1.5 and 1.50, 0 and -0, '1 day' and '24 hours', char(n) padding and the key order of
@@ -52,6 +54,10 @@ enum Strategy {
     Uuid,
     SendForm,
     ExtendedHash,
+    /// name: its bytes (what namesend sends, without the client-encoding conversion)
+    NameBytes,
+    /// an enum: its label's bytes (what enum_send sends, without the conversion)
+    EnumLabel,
 }
 
 /// Built-in types whose binary send form is the same for equal values: they keep hashing
@@ -61,7 +67,6 @@ fn send_form_is_canonical(type_oid: pg_sys::Oid) -> bool {
         type_oid,
         pg_sys::BOOLOID
             | pg_sys::CHAROID
-            | pg_sys::NAMEOID
             | pg_sys::OIDOID
             | pg_sys::REGPROCOID
             | pg_sys::REGPROCEDUREOID
@@ -137,11 +142,9 @@ impl HashPlan {
                 pg_sys::INT8OID => Strategy::Int8,
                 pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BYTEAOID => Strategy::VarlenaBytes,
                 pg_sys::UUIDOID => Strategy::Uuid,
-                t if send_form_is_canonical(t)
-                    || pg_sys::get_typtype(t) as u8 == pg_sys::TYPTYPE_ENUM =>
-                {
-                    Strategy::SendForm
-                }
+                pg_sys::NAMEOID => Strategy::NameBytes,
+                t if pg_sys::get_typtype(t) as u8 == pg_sys::TYPTYPE_ENUM => Strategy::EnumLabel,
+                t if send_form_is_canonical(t) => Strategy::SendForm,
                 t => {
                     let entry =
                         pg_sys::lookup_type_cache(t, pg_sys::TYPECACHE_HASH_EXTENDED_PROC as i32);
@@ -180,6 +183,9 @@ impl HashPlan {
                 };
             }
             (*plan).utc = pg_sys::pg_tzset(c"UTC".as_ptr());
+            if (*plan).utc.is_null() {
+                pgrx::error!("distributed_counter: could not load the time zone UTC");
+            }
             let mut out_oid = pg_sys::InvalidOid;
             let mut is_varlena = false;
             pg_sys::getTypeOutputInfo(type_oid, &mut out_oid, &mut is_varlena);
@@ -239,7 +245,11 @@ impl HashPlan {
                 Strategy::Int4 => Some(hash_i64(datum.value() as i32 as i64, seed)),
                 Strategy::Int2 => Some(hash_i64(datum.value() as i16 as i64, seed)),
                 Strategy::Uuid => Some(hash_bytes(uuid_bytes(datum), seed)),
-                Strategy::VarlenaBytes | Strategy::SendForm | Strategy::ExtendedHash => None,
+                Strategy::VarlenaBytes
+                | Strategy::SendForm
+                | Strategy::ExtendedHash
+                | Strategy::NameBytes
+                | Strategy::EnumLabel => None,
             }
         }
     }
@@ -256,6 +266,16 @@ impl HashPlan {
             }
             match self.strategy {
                 Strategy::VarlenaBytes => hash_bytes(varlena_bytes(datum), seed),
+                Strategy::NameBytes => hash_bytes(
+                    std::ffi::CStr::from_ptr(datum.cast_mut_ptr::<std::ffi::c_char>()).to_bytes(),
+                    seed,
+                ),
+                Strategy::EnumLabel => {
+                    let label = pg_sys::OutputFunctionCall(self.output.get(), datum);
+                    let h = hash_bytes(std::ffi::CStr::from_ptr(label).to_bytes(), seed);
+                    pg_sys::pfree(label.cast());
+                    h
+                }
                 Strategy::ExtendedHash => {
                     let h = pg_sys::FunctionCall2Coll(
                         self.send.get(),
@@ -275,8 +295,8 @@ impl HashPlan {
 
     /// The value's text form (what `topk_list` shows and counts by), the same for
     /// equal values whatever the session's settings: the output function runs with
-    /// DateStyle ISO, IntervalStyle postgres, TimeZone UTC and extra_float_digits 1
-    /// (shortest exact floats), and the few built-in types whose equal values print
+    /// DateStyle ISO, IntervalStyle postgres, TimeZone UTC, extra_float_digits 1
+    /// (shortest exact floats); bytea prints as hex whatever bytea_output says, and the few built-in types whose equal values print
     /// differently are canonicalised (numeric trailing zeros, float -0, char(n) padding,
     /// intervals justified).
     ///
@@ -284,6 +304,9 @@ impl HashPlan {
     /// `fcinfo` is the FunctionCallInfo of the current call, and every datum is a non-NULL value of this plan's type.
     pub unsafe fn text_of(&self, datum: pg_sys::Datum) -> Vec<u8> {
         unsafe {
+            if self.type_oid == pg_sys::BYTEAOID {
+                return distributed_counter_core::hex::to_hex(varlena_bytes(datum)).into_bytes();
+            }
             let datum = if self.type_oid == pg_sys::INTERVALOID {
                 canonical_interval(datum)
             } else {
@@ -334,9 +357,7 @@ impl OutputSettings {
             pg_sys::DateOrder = pg_sys::DATEORDER_YMD as i32;
             pg_sys::IntervalStyle = pg_sys::INTSTYLE_POSTGRES as i32;
             pg_sys::extra_float_digits = 1;
-            if !utc.is_null() {
-                pg_sys::session_timezone = utc;
-            }
+            pg_sys::session_timezone = utc;
             saved
         }
     }

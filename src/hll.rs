@@ -113,14 +113,18 @@ sql_function! { fn hll_empty(fcinfo) {
     hll_datum(&Hll::new(p).or_raise())
 }}
 
+/// The precision of the empty sketch `hll_add` starts from when given NULL.
+const NULL_SKETCH_PRECISION: i32 = 12;
+
 sql_function! {
     /// `hll_add(hll, hll_hashval)` and `hll || hll_hashval`. Not strict, under the one
-    /// NULL rule of every add function: a NULL sketch is an empty one (`hll_empty()`, at
-    /// the default precision), a NULL hash adds nothing.
+    /// NULL rule of every add function: a NULL sketch is an empty one of precision 12
+    /// (fixed: the function is IMMUTABLE; a typed column `hll(p)` converts the sparse
+    /// result), a NULL hash adds nothing.
     fn hll_add(fcinfo) {
     let mut h = match arg(fcinfo, 0) {
         Some(d) => hll_arg(d),
-        None => Hll::new(default_precision()).or_raise(),
+        None => Hll::new(NULL_SKETCH_PRECISION).or_raise(),
     };
     if let Some(v) = arg(fcinfo, 1) {
         h.add_hash(v.value() as u64);

@@ -111,3 +111,22 @@ pub unsafe fn vacuum_relation(relid: pg_sys::Oid) {
         }
     }
 }
+
+/// The dead rows the cumulative statistics system counts in `relid` (0 when it has no
+/// entry). The field was renamed in PostgreSQL 16.
+///
+/// # Safety
+/// Call inside a transaction; the caller clears the statistics snapshot afterwards.
+pub unsafe fn dead_tuples(relid: pg_sys::Oid) -> i64 {
+    unsafe {
+        let entry = pg_sys::pgstat_fetch_stat_tabentry(relid);
+        if entry.is_null() {
+            return 0;
+        }
+        #[cfg(feature = "pg18")]
+        let dead = (*entry).dead_tuples;
+        #[cfg(not(feature = "pg18"))]
+        let dead = (*entry).n_dead_tuples;
+        dead
+    }
+}

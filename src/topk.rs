@@ -343,6 +343,13 @@ sql_function! {
     /// of every add function: a NULL summary is an empty one (`topk_empty()`), a NULL
     /// value adds nothing, a NULL count is an error (22004).
     fn topk_add(fcinfo) {
+    if arg_is_null(fcinfo, 1) {
+        // nothing to add (whatever the count, as the aggregates skip such a row)
+        return match arg(fcinfo, 0) {
+            Some(summary) => summary,
+            None => topk_datum(&TopK::new(DEFAULT_K as u32).or_raise()),
+        };
+    }
     let count = if nargs(fcinfo) >= 3 { arg_i64(fcinfo, 2) } else { Some(1) };
     let count = count.unwrap_or_else(|| crate::error::null_count("topk_add"));
     if count < 0 {
@@ -356,10 +363,8 @@ sql_function! {
     } else {
         topk_arg(arg_datum(fcinfo, 0))
     };
-    if !arg_is_null(fcinfo, 1) {
-        let plan = HashPlan::for_arg(fcinfo, 1);
-        with_text_of(plan, arg_datum(fcinfo, 1), |item| t.add(item, count as u64)).or_raise();
-    }
+    let plan = HashPlan::for_arg(fcinfo, 1);
+    with_text_of(plan, arg_datum(fcinfo, 1), |item| t.add(item, count as u64)).or_raise();
     topk_datum(&t)
 }}
 

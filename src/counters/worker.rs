@@ -5,7 +5,9 @@
 //! (skip if not installed), then call `counter_compact_batch(NULL, compact_batch)` — the
 //! same function `counter_compact()` runs — once per transaction, looping at once while
 //! batches come back full; every so often purge expired request ids; after every
-//! 50,000 folded rows vacuum `counter_pending` (see `VACUUM_EVERY_ROWS`). Passes start
+//! 50,000 folded rows (its own, or 50,000 dead rows in the statistics, which counts
+//! those of `counter_compact()` calls too) vacuum `counter_pending` (see
+//! `VACUUM_EVERY_ROWS`). Passes start
 //! every `compact_interval` (the latch wait is what is left of the interval after a
 //! pass). It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1:
 //! restarted after 5 s unless the server is shutting down), idles while
@@ -50,6 +52,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(10);
 /// read and compaction wades through (a 32-client hot-key load lost about 15 % of its
 /// throughput to that bloat; with a vacuum every 2 s it kept it).
 const VACUUM_EVERY_ROWS: i64 = 50_000;
+
+/// The shortest time between two vacuums the statistics' dead-row count starts (see the
+/// main loop).
+const STATS_VACUUM_GAP: Duration = Duration::from_secs(10);
 
 /// Register the worker; called from `_PG_init` during shared_preload_libraries.
 pub fn register() {
@@ -205,6 +211,7 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
 
     let mut last_purge: Option<Instant> = None;
     let mut rows_since_vacuum: i64 = 0;
+    let mut last_vacuum = Instant::now();
     while !shutdown_requested() {
         reload_config_if_asked();
         // Passes start at a fixed rate (every compact_interval from the start of the
@@ -213,9 +220,16 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
         let pass_started = Instant::now();
         if guc::WORKER_ENABLED.get() && !unsafe { pg_sys::RecoveryInProgress() } {
             rows_since_vacuum += compact_until_drained();
-            if rows_since_vacuum >= VACUUM_EVERY_ROWS && !shutdown_requested() {
+            // Rows that counter_compact() calls folded count too: they leave dead rows
+            // just the same, and autovacuum comes too late for a table this busy. (Not
+            // more often than every STATS_VACUUM_GAP on that ground: dead rows an old
+            // snapshot keeps alive would otherwise make every pass vacuum again.)
+            let stats_due = last_vacuum.elapsed() >= STATS_VACUUM_GAP
+                && pending_dead_rows() >= VACUUM_EVERY_ROWS;
+            if (rows_since_vacuum >= VACUUM_EVERY_ROWS || stats_due) && !shutdown_requested() {
                 vacuum_pending();
                 rows_since_vacuum = 0;
+                last_vacuum = Instant::now();
             }
             if !shutdown_requested() && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                 purge_requests();
@@ -322,6 +336,23 @@ fn vacuum_pending() {
     if let Err(message) = result {
         warning!("{WORKER_TYPE}: vacuum of counter_pending failed: {message}");
     }
+}
+
+/// The dead rows in `counter_pending`, from the cumulative statistics (which every
+/// backend's compaction feeds, about once a second).
+fn pending_dead_rows() -> i64 {
+    in_transaction(
+        c"distributed_counter: reading statistics",
+        "statistics read",
+        || {
+            let relid = Extension::find_intact()?.pending;
+            let dead = unsafe { crate::pg_compat::dead_tuples(relid) };
+            unsafe { pg_sys::pgstat_clear_snapshot() };
+            Some(dead)
+        },
+    )
+    .flatten()
+    .unwrap_or(0)
 }
 
 fn purge_requests() {

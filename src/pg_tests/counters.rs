@@ -704,3 +704,42 @@ fn counters_overflow_names_the_counter_and_the_key() {
         12
     );
 }
+
+/// counter_stats.keys equals the number of distinct keys whatever mix of pending rows,
+/// folded totals, counter_set on new and old keys and partial compactions produced it
+/// (the registry keeps the count of keys with a total row; the view adds pending-only
+/// keys).
+#[pg_test]
+fn counters_stats_keys_follow_every_path() {
+    Spi::run("SELECT counter_create('kc', 4), counter_create('kc_other', 4)").unwrap();
+    let keys = |name: &str| one::<i64>(&format!("SELECT keys FROM counter_stats WHERE name = '{name}'"));
+    let truth = |name: &str| {
+        one::<i64>(&format!(
+            "SELECT count(*) FROM (SELECT t.key FROM counter_totals t JOIN counter_registry r ON r.id = t.counter_id \
+             WHERE r.name = '{name}' UNION SELECT p.key FROM counter_pending p JOIN counter_registry r \
+             ON r.id = p.counter_id WHERE r.name = '{name}') k"
+        ))
+    };
+    let mut seed = 7u64;
+    for round in 0..12 {
+        for _ in 0..40 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let key = (seed >> 33) % 60;
+            match (seed >> 20) % 6 {
+                0 => Spi::run(&format!("SELECT counter_set('kc', 'k{key}', {})", (seed >> 40) % 9)).unwrap(),
+                1 => Spi::run(&format!("SELECT counter_add('kc_other', 'k{key}')")).unwrap(),
+                _ => Spi::run(&format!("SELECT counter_add('kc', 'k{key}', 2)")).unwrap(),
+            }
+        }
+        match round % 3 {
+            0 => Spi::run("SELECT counter_compact_batch('kc', 7)").unwrap(),
+            1 => Spi::run("SELECT counter_compact()").unwrap(),
+            _ => {}
+        }
+        assert_eq!(keys("kc"), truth("kc"), "round {round}");
+        assert_eq!(keys("kc_other"), truth("kc_other"), "round {round}");
+    }
+    // a dropped and re-created counter starts from zero keys
+    Spi::run("SELECT counter_drop('kc'), counter_create('kc')").unwrap();
+    assert_eq!(keys("kc"), 0);
+}

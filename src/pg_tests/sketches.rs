@@ -524,13 +524,13 @@ fn cms_staged_state_never_escapes() {
 #[pg_test]
 fn nulls_follow_one_rule() {
     for (from_null, from_empty, null_count) in [
-        ("hll_add(NULL::hll, hll_hash_integer(7))", "hll_add(hll_empty(), hll_hash_integer(7))", None),
-        ("NULL::hll || hll_hash_integer(7)", "hll_empty() || hll_hash_integer(7)", None),
-        ("hll_add(NULL::hll, NULL::hll_hashval)", "hll_empty()", None),
+        ("hll_add(NULL::hll, hll_hash_integer(7))", "hll_add(hll_empty(12), hll_hash_integer(7))", None),
+        ("NULL::hll || hll_hash_integer(7)", "hll_empty(12) || hll_hash_integer(7)", None),
+        ("hll_add(NULL::hll, NULL::hll_hashval)", "hll_empty(12)", None),
         ("cms_add(NULL::cms, 7)", "cms_add(cms_empty(), 7)", Some("cms_add(NULL::cms, 7, NULL)")),
-        ("cms_add(NULL::cms, NULL::int4, 3)", "cms_empty()", Some("cms_add(cms_empty(), 7, NULL)")),
+        ("cms_add(NULL::cms, NULL::int4, NULL)", "cms_empty()", Some("cms_add(cms_empty(), 7, NULL)")),
         ("topk_add(NULL::topk, 7)", "topk_add(topk_empty(), 7)", Some("topk_add(NULL::topk, 7, NULL)")),
-        ("topk_add(NULL::topk, NULL::int4)", "topk_empty()", Some("topk_add(topk_empty(), 7, NULL)")),
+        ("topk_add(NULL::topk, NULL::int4, NULL)", "topk_empty()", Some("topk_add(topk_empty(), 7, NULL)")),
         ("gcounter_increment(NULL::gcounter, 2, 'a')", "gcounter_increment('{}'::gcounter, 2, 'a')", Some("gcounter_increment(NULL::gcounter, NULL, 'a')")),
         ("pncounter_increment(NULL::pncounter, 2, 'a')", "pncounter_increment('{}'::pncounter, 2, 'a')", Some("pncounter_increment(NULL::pncounter, NULL, 'a')")),
         ("pncounter_decrement(NULL::pncounter, 2, 'a')", "pncounter_decrement('{}'::pncounter, 2, 'a')", Some("pncounter_decrement('{}'::pncounter, NULL, 'a')")),
