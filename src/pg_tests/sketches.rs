@@ -635,6 +635,12 @@ fn topk_text_is_independent_of_session_settings() {
         one::<String>("SELECT string_agg(value || '=' || count, ', ' ORDER BY value) FROM topk_list((SELECT t FROM tk))"),
         "0.1=3, 1 day 02:00:00=3, 2026-03-29=3, 2026-03-29 01:30:00+00=3"
     );
-    // the session's settings are back as they were after each value was printed
-    assert_eq!(one::<String>("SELECT '2026-03-29 01:30:00+00'::timestamptz::text"), "2026-03-29 01:30:00+00");
+    // the session's settings are back as they were after each value was printed (in a
+    // zone other than the UTC the printing uses)
+    Spi::run("SET LOCAL TimeZone = 'Asia/Kolkata'; SET LOCAL DateStyle = 'SQL, DMY'").unwrap();
+    Spi::run("UPDATE tk SET t = topk_add(t, '2026-03-29 01:30:00+00'::timestamptz)").unwrap();
+    assert_eq!(
+        one::<String>("SELECT '2026-03-29 01:30:00+00'::timestamptz::text"),
+        "29/03/2026 07:00:00 IST"
+    );
 }
