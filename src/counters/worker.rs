@@ -224,9 +224,12 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
             // just the same, and autovacuum comes too late for a table this busy. (Not
             // more often than every STATS_VACUUM_GAP on that ground: dead rows an old
             // snapshot keeps alive would otherwise make every pass vacuum again.)
-            let stats_due = last_vacuum.elapsed() >= STATS_VACUUM_GAP
-                && pending_dead_rows() >= VACUUM_EVERY_ROWS;
-            if (rows_since_vacuum >= VACUUM_EVERY_ROWS || stats_due) && !shutdown_requested() {
+            // (The statistics are read only when the worker's own count does not already
+            // call for a vacuum.)
+            let due = rows_since_vacuum >= VACUUM_EVERY_ROWS
+                || (last_vacuum.elapsed() >= STATS_VACUUM_GAP
+                    && pending_dead_rows() >= VACUUM_EVERY_ROWS);
+            if due && !shutdown_requested() {
                 vacuum_pending();
                 rows_since_vacuum = 0;
                 last_vacuum = Instant::now();
