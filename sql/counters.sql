@@ -149,15 +149,20 @@ AS $$ SELECT pg_catalog.to_regnamespace('@extschema@') OPERATOR(pg_catalog.=)
              (SELECT e.extnamespace FROM pg_catalog.pg_extension e
                WHERE e.extname OPERATOR(pg_catalog.=) 'distributed_counter') $$;
 
+-- Raise an ERROR for the counter functions, without the CONTEXT lines of the
+-- extension's own PL/pgSQL frames (a user's own frames below them stay):
+-- src/counters/raise.rs.
+CREATE FUNCTION _counter_raise(sqlstate text, message text, detail text DEFAULT NULL, hint text DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'dc_counter_raise' LANGUAGE C VOLATILE PARALLEL SAFE;
+
 -- Raise the right error for a name that is not a counter: 22004 NULL, 22023 malformed,
 -- 42704 unknown. Never returns.
 CREATE FUNCTION _counter_missing(name text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._counter_check_name(name);
-    RAISE EXCEPTION 'counter "%" does not exist', name
-        USING ERRCODE = 'undefined_object',
-              HINT = 'Create it with counter_create(name).';
+    PERFORM @extschema@._counter_raise('42704', pg_catalog.format('counter "%s" does not exist', name),
+        hint => 'Create it with counter_create(name).');
 END
 $$;
 
@@ -169,9 +174,9 @@ BEGIN
     IF v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
         RETURN v::int8;
     END IF;
-    RAISE EXCEPTION 'counter "%", key "%": the value % is out of range for bigint', name, key, v
-        USING ERRCODE = 'numeric_value_out_of_range',
-              HINT = 'Bring it back into range with counter_set() or a negative delta.';
+    PERFORM @extschema@._counter_raise('22003',
+        pg_catalog.format('counter "%s", key "%s": the value %s is out of range for bigint', name, key, v),
+        hint => 'Bring it back into range with counter_set() or a negative delta.');
 END
 $$;
 
@@ -179,12 +184,11 @@ CREATE FUNCTION _counter_check_name(name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF name IS NULL THEN
-        RAISE EXCEPTION 'counter name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        PERFORM @extschema@._counter_raise('22004', 'counter name must not be NULL');
     END IF;
     IF name !~ '^[a-z_][a-z0-9_]{0,47}$' THEN
-        RAISE EXCEPTION 'invalid counter name: %', pg_catalog.quote_literal(name)
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A counter name is 1 to 48 characters: a lowercase letter or underscore, then lowercase letters, digits or underscores.';
+        PERFORM @extschema@._counter_raise('22023', 'invalid counter name: ' || pg_catalog.quote_literal(name),
+            'A counter name is 1 to 48 characters: a lowercase letter or underscore, then lowercase letters, digits or underscores.');
     END IF;
 END
 $$;
@@ -193,11 +197,12 @@ CREATE FUNCTION _counter_check_key(key text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF key IS NULL THEN
-        RAISE EXCEPTION 'counter key must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        PERFORM @extschema@._counter_raise('22004', 'counter key must not be NULL');
     END IF;
     IF pg_catalog.octet_length(key) > 2000 THEN
-        RAISE EXCEPTION 'counter key is too long (% bytes)', pg_catalog.octet_length(key)
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Keys are at most 2000 bytes.';
+        PERFORM @extschema@._counter_raise('22023',
+            pg_catalog.format('counter key is too long (%s bytes)', pg_catalog.octet_length(key)),
+            'Keys are at most 2000 bytes.');
     END IF;
 END
 $$;
@@ -218,15 +223,16 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._counter_check_name(counter_create.name);
     IF counter_create.shards IS NULL OR counter_create.shards NOT BETWEEN 1 AND 1024 THEN
-        RAISE EXCEPTION 'invalid shard count: %', COALESCE(counter_create.shards::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'shards must be between 1 and 1024.';
+        PERFORM @extschema@._counter_raise('22023',
+            'invalid shard count: ' || COALESCE(counter_create.shards::text, 'NULL'),
+            'shards must be between 1 and 1024.');
     END IF;
     INSERT INTO @extschema@.counter_registry (name, shards)
     VALUES (counter_create.name, counter_create.shards)
     ON CONFLICT (name) DO NOTHING;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'counter "%" already exists', counter_create.name
-            USING ERRCODE = 'duplicate_object';
+        PERFORM @extschema@._counter_raise('42710',
+            pg_catalog.format('counter "%s" already exists', counter_create.name));
     END IF;
 END
 $$;
@@ -248,7 +254,7 @@ BEGIN
         PERFORM @extschema@._counter_check_key(_counter_add_sql.key);
     END IF;
     IF _counter_add_sql.delta IS NULL THEN
-        RAISE EXCEPTION 'counter delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        PERFORM @extschema@._counter_raise('22004', 'counter delta must not be NULL');
     END IF;
     -- Two statements, no lock: a concurrent drop leaves an orphan row that compaction
     -- deletes. (On Citus the registry is read on this node and the INSERT goes to the
@@ -265,8 +271,9 @@ BEGIN
         RETURN true;
     END IF;
     IF pg_catalog.octet_length(_counter_add_sql.request_id) > 512 THEN
-        RAISE EXCEPTION 'request_id is too long (% bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A request_id is at most 512 bytes.';
+        PERFORM @extschema@._counter_raise('22023',
+            pg_catalog.format('request_id is too long (%s bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)),
+            'A request_id is at most 512 bytes.');
     END IF;
     -- The primary key makes concurrent duplicates wait for each other: exactly one
     -- commits a new row. An entry older than the retention is re-armed, as if purged.
@@ -335,7 +342,7 @@ BEGIN
         PERFORM @extschema@._counter_missing(counter_values.name);
     END IF;
     IF counter_values.keys IS NULL OR pg_catalog.array_position(counter_values.keys, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'counter keys must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        PERFORM @extschema@._counter_raise('22004', 'counter keys must not be NULL');
     END IF;
     IF @extschema@._counter_distributed() THEN
         -- On Citus: one statement over the shards of the keys, grouped by key (a key's
@@ -399,8 +406,8 @@ DECLARE
     new_keys int8[];
 BEGIN
     IF batch IS NULL OR batch < 1 THEN
-        RAISE EXCEPTION 'invalid compaction batch: %', COALESCE(batch::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'batch must be at least 1.';
+        PERFORM @extschema@._counter_raise('22023', 'invalid compaction batch: ' || COALESCE(batch::text, 'NULL'),
+            'batch must be at least 1.');
     END IF;
     PERFORM @extschema@._counter_compaction_lock(true);
     IF counter_compact_batch.name IS NOT NULL THEN
@@ -516,7 +523,7 @@ BEGIN
     END IF;
     PERFORM @extschema@._counter_check_key(counter_set.key);
     IF counter_set.value IS NULL THEN
-        RAISE EXCEPTION 'counter value must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        PERFORM @extschema@._counter_raise('22004', 'counter value must not be NULL');
     END IF;
     -- Create and/or lock the total row.
     INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
@@ -698,8 +705,8 @@ DECLARE
 BEGIN
     FOR w IN SELECT * FROM pg_catalog.run_command_on_workers(command) LOOP
         IF NOT w.success THEN
-            RAISE EXCEPTION '% failed on worker node %:%: %', what, w.nodename, w.nodeport, w.result
-                USING ERRCODE = CASE WHEN w.result ~* 'connect' THEN 'connection_failure' ELSE 'external_routine_exception' END;
+            PERFORM @extschema@._counter_raise(CASE WHEN w.result ~* 'connect' THEN '08006' ELSE '38000' END,
+                pg_catalog.format('%s failed on worker node %s:%s: %s', what, w.nodename, w.nodeport, w.result));
         END IF;
         total := total + COALESCE(NULLIF(w.result, '')::int8, 0);
     END LOOP;
@@ -816,13 +823,11 @@ CREATE FUNCTION counter_distribute() RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-        RAISE EXCEPTION 'counter_distribute() needs Citus, which is not installed in this database'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'On every node: shared_preload_libraries = ''citus,distributed_counter'', CREATE EXTENSION citus and CREATE EXTENSION distributed_counter; add the workers on the coordinator (citus_add_node), then call counter_distribute() there.';
+        PERFORM @extschema@._counter_raise('55000', 'counter_distribute() needs Citus, which is not installed in this database',
+            hint => 'On every node: shared_preload_libraries = ''citus,distributed_counter'', CREATE EXTENSION citus and CREATE EXTENSION distributed_counter; add the workers on the coordinator (citus_add_node), then call counter_distribute() there.');
     END IF;
     IF NOT pg_catalog.citus_is_coordinator() THEN
-        RAISE EXCEPTION 'counter_distribute() runs on the Citus coordinator'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+        PERFORM @extschema@._counter_raise('55000', 'counter_distribute() runs on the Citus coordinator');
     END IF;
     IF NOT @extschema@._counter_distributed() THEN
         PERFORM @extschema@._counter_distribute_tables();

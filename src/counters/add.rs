@@ -420,31 +420,38 @@ unsafe fn fast_insert(
     }
 }
 
-/// The general path: `<schema>._counter_add_sql(name, key, delta, request_id)`.
+/// The general path: `<schema>._counter_add_sql(name, key, delta, request_id)`, called
+/// through fmgr with this call's arguments and collation. Not through SPI: an SPI
+/// statement would add a CONTEXT line ("SQL statement "SELECT ..."") to the errors the
+/// SQL path raises, which `_counter_raise` keeps to one clear message (raise.rs).
 unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> pg_sys::Datum {
     unsafe {
-        let schema = pg_sys::quote_identifier(pg_sys::get_namespace_name(namespace));
-        let schema = CStr::from_ptr(schema).to_string_lossy();
-        let oids = [
+        let schema = pg_sys::get_namespace_name(namespace);
+        let names = pg_sys::lappend(
+            pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(schema).cast()),
+            pg_sys::makeString(c"_counter_add_sql".as_ptr().cast_mut()).cast(),
+        );
+        let argtypes = [
             pg_sys::TEXTOID,
             pg_sys::TEXTOID,
             pg_sys::INT8OID,
             pg_sys::TEXTOID,
         ];
-        let args: Vec<DatumWithOid> = oids
-            .iter()
-            .enumerate()
-            .map(|(i, &oid)| match arg(fcinfo, i) {
-                Some(d) => DatumWithOid::new(d, oid),
-                None => DatumWithOid::null_oid(oid),
-            })
-            .collect();
-        let added = Spi::get_one_with_args::<bool>(
-            &format!("SELECT {schema}._counter_add_sql($1, $2, $3, $4)"),
-            &args,
-        )
-        .unwrap_or_else(|e| error!("counter_add: {e}"))
-        .unwrap_or(false);
-        datum_bool(added)
+        let target = pg_sys::LookupFuncName(names, 4, argtypes.as_ptr(), false);
+        let flinfo =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()).cast::<pg_sys::FmgrInfo>();
+        pg_sys::fmgr_info(target, flinfo);
+        let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
+            + argtypes.len() * std::mem::size_of::<pg_sys::NullableDatum>();
+        let call = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+        (*call).flinfo = flinfo;
+        (*call).fncollation = (*fcinfo).fncollation;
+        (*call).nargs = argtypes.len() as i16;
+        let from = (*fcinfo).args.as_slice((*fcinfo).nargs as usize);
+        let to = (*call).args.as_mut_slice(argtypes.len());
+        to.copy_from_slice(&from[..argtypes.len()]);
+        let func = (*flinfo).fn_addr.expect("fmgr_info sets fn_addr");
+        let result = func(call);
+        datum_bool(!(*call).isnull && result.value() != 0)
     }
 }

@@ -9,4 +9,5 @@
 
 pub mod add;
 pub mod locks;
+pub mod raise;
 pub mod worker;
