@@ -43,6 +43,19 @@ unsafe fn cms_datum(bytes: &[u8]) -> pg_sys::Datum {
     unsafe { ptr_datum(bytes_to_varlena(bytes)) }
 }
 
+/// A copy of the sketch `bytes` that counts values of `plan`'s type: one of no known type
+/// takes it (a format 1 value becomes format 2); one of another type is 42804.
+fn typed_copy(bytes: &[u8], plan: &HashPlan, function: &str) -> Vec<u8> {
+    let elem = Cms::elem_of(bytes).or_raise();
+    Cms::check_elem(elem, plan.type_name(), function).or_raise();
+    let elem = if elem.is_empty() {
+        plan.type_name()
+    } else {
+        elem
+    };
+    Cms::with_elem(bytes, elem).or_raise()
+}
+
 #[inline(always)]
 fn check_count(count: i64) -> u64 {
     if count < 0 {
@@ -102,19 +115,22 @@ sql_function! {
     }
     let count = if nargs(fcinfo) >= 3 { arg_i64(fcinfo, 2) } else { Some(1) };
     let count = check_count(count.unwrap_or_else(|| null_count("cms_add")));
+    let plan = HashPlan::for_arg(fcinfo, 1);
     let mut bytes = if arg_is_null(fcinfo, 0) {
-        Cms::empty_encoded(DEFAULT_EPS, DEFAULT_DELTA).or_raise()
+        typed_copy(&Cms::empty_encoded(DEFAULT_EPS, DEFAULT_DELTA).or_raise(), plan, "cms_add")
     } else {
-        cms_bytes(arg_datum(fcinfo, 0)).to_vec()
+        typed_copy(cms_bytes(arg_datum(fcinfo, 0)), plan, "cms_add")
     };
-    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    let h = plan.hash(arg_datum(fcinfo, 1), 0);
     Cms::add_in_place(&mut bytes, h, count).or_raise();
     cms_datum(&bytes)
 }}
 
 sql_function! { fn cms_count(fcinfo) {
     let bytes = cms_bytes(arg_datum(fcinfo, 0));
-    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    let plan = HashPlan::for_arg(fcinfo, 1);
+    Cms::check_elem(Cms::elem_of(bytes).or_raise(), plan.type_name(), "cms_count").or_raise();
+    let h = plan.hash(arg_datum(fcinfo, 1), 0);
     datum_i64(Cms::count_in_place(bytes, h).or_raise() as i64)
 }}
 
@@ -130,17 +146,30 @@ sql_function! { fn cms_delta(fcinfo) {
     datum_f64(Cms::read_header(varlena_bytes(arg_datum(fcinfo, 0))).or_raise().delta)
 }}
 
+/// A copy of sketch `a` (format 2) with the element type it has merged with `b`.
+fn merged_copy(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let elem = Cms::merged_elem(Cms::elem_of(a).or_raise(), Cms::elem_of(b).or_raise()).or_raise();
+    Cms::with_elem(a, elem).or_raise()
+}
+
 sql_function! { fn cms_union(fcinfo) {
-    let mut a = cms_bytes(arg_datum(fcinfo, 0)).to_vec();
-    Cms::merge_in_place(&mut a, varlena_bytes(arg_datum(fcinfo, 1))).or_raise();
+    let b = varlena_bytes(arg_datum(fcinfo, 1));
+    let mut a = merged_copy(cms_bytes(arg_datum(fcinfo, 0)), b);
+    Cms::merge_in_place(&mut a, b).or_raise();
     cms_datum(&a)
 }}
 
 sql_function! { fn cms_print(fcinfo) {
     let bytes = varlena_bytes(arg_datum(fcinfo, 0));
     let h = Cms::read_header(bytes).or_raise();
+    let elem = Cms::elem_of(bytes).or_raise();
+    let of = if elem.is_empty() {
+        "values of a type not known yet".to_string()
+    } else {
+        format!("{} values", String::from_utf8_lossy(elem))
+    };
     text_datum(&format!(
-        "cms v{}: eps {}, delta {}, width {}, depth {}, total {}, {} bytes",
+        "cms v{}: {of}, eps {}, delta {}, width {}, depth {}, total {}, {} bytes",
         bytes[0], h.eps, h.delta, h.width, h.depth, h.total, bytes.len()
     ))
 }}
@@ -206,8 +235,12 @@ sql_function_with_fast_path! {
     } else {
         1
     };
-    let h = HashPlan::for_arg(fcinfo, 1).hash(arg_datum(fcinfo, 1), 0);
+    let plan = HashPlan::for_arg(fcinfo, 1);
+    let h = plan.hash(arg_datum(fcinfo, 1), 0);
     if let Some(state) = owned_state(fcinfo) {
+        // the state was created for this call site's type (below), unless an aggregate
+        // of the user's starts from an INITCOND sketch
+        Cms::check_elem(Cms::elem_of(state).or_raise(), plan.type_name(), "cms_add_agg").or_raise();
         let divisor = divisor_for(state);
         if Cms::is_staged(state) {
             // only the unweighted aggregates stage their state (count is 1)
@@ -222,14 +255,15 @@ sql_function_with_fast_path! {
         let eps = arg_f64(fcinfo, at).unwrap_or(DEFAULT_EPS);
         let delta = arg_f64(fcinfo, at + 1).unwrap_or(DEFAULT_DELTA);
         if !weighted && staging_allowed(fcinfo) {
-            let mut staged = Cms::empty_staged(eps, delta).or_raise();
+            let staged = Cms::empty_staged(eps, delta).or_raise();
+            let mut staged = Cms::with_elem(&staged, plan.type_name()).or_raise();
             let divisor = divisor_for(&staged);
             Cms::add_one_staged_checked(&mut staged, &divisor, h).or_raise();
             return cms_datum(&staged);
         }
-        Cms::empty_encoded(eps, delta).or_raise()
+        typed_copy(&Cms::empty_encoded(eps, delta).or_raise(), plan, "cms_add_agg")
     } else {
-        cms_bytes(arg_datum(fcinfo, 0)).to_vec()
+        typed_copy(cms_bytes(arg_datum(fcinfo, 0)), plan, "cms_add_agg")
     };
     Cms::add_in_place(&mut bytes, h, count).or_raise();
     // A new value in CurrentMemoryContext: PostgreSQL copies it into the aggregate
@@ -313,15 +347,20 @@ sql_function! {
     }
     let input = varlena_bytes(arg_datum(fcinfo, 1));
     if arg_is_null(fcinfo, 0) {
-        // First value: validate it and take a private copy.
+        // First value: validate it and take a private copy (in format 2).
         Cms::validate(input).or_raise();
-        return cms_datum(input);
+        return cms_datum(&merged_copy(input, input));
     }
     if let Some(state) = owned_state(fcinfo) {
-        Cms::merge_in_place(state, input).or_raise();
-        return arg_datum(fcinfo, 0);
+        // in place, unless the state has to take the input's element type (a state of
+        // no known type yet: its trailer grows)
+        let elem = Cms::elem_of(state).or_raise();
+        if !elem.is_empty() || Cms::elem_of(input).or_raise().is_empty() {
+            Cms::merge_in_place(state, input).or_raise();
+            return arg_datum(fcinfo, 0);
+        }
     }
-    let mut bytes = cms_bytes(arg_datum(fcinfo, 0)).to_vec();
+    let mut bytes = merged_copy(cms_bytes(arg_datum(fcinfo, 0)), input);
     Cms::merge_in_place(&mut bytes, input).or_raise();
     cms_datum(&bytes)
 }}

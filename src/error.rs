@@ -1,5 +1,6 @@
 //! The one place where core errors become PostgreSQL errors (docs/SQL.md, "Errors"):
-//! text input 22P02, binary input 22P03, bad parameters 22023, overflow 22003.
+//! text input 22P02, binary input 22P03, bad parameters 22023, overflow 22003, a value of
+//! another type than a cms counts 42804.
 
 use distributed_counter_core::{CoreError, ErrorKind};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -11,6 +12,7 @@ pub fn sqlstate(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::InvalidBinary => PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
         ErrorKind::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         ErrorKind::Overflow => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        ErrorKind::TypeMismatch => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
     }
 }
 

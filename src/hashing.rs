@@ -41,6 +41,9 @@ pub struct HashPlan {
     /// A per-call-site decision an aggregate caches with the plan (0 = not made yet);
     /// cms_add_agg keeps whether its state may be staged (src/cms.rs).
     pub site_flag: std::cell::Cell<u8>,
+    /// The type's name as a cms records it (see [`type_name_of`]): `type_name_len` bytes.
+    type_name: [u8; 63],
+    type_name_len: u8,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -182,6 +185,9 @@ impl HashPlan {
                     pg_sys::get_typcollation(type_oid)
                 };
             }
+            let name = type_name_of(type_oid);
+            (&mut (*plan).type_name)[..name.len()].copy_from_slice(&name);
+            (*plan).type_name_len = name.len() as u8;
             (*plan).utc = pg_sys::pg_tzset(c"UTC".as_ptr());
             if (*plan).utc.is_null() {
                 pgrx::error!("distributed_counter: could not load the time zone UTC");
@@ -193,6 +199,58 @@ impl HashPlan {
             (*flinfo).fn_extra = plan as *mut std::ffi::c_void;
             &*plan
         }
+    }
+}
+
+impl HashPlan {
+    /// The name a cms records for the values it counts (docs/FORMAT.md, cms format 2).
+    pub fn type_name(&self) -> &[u8] {
+        &self.type_name[..self.type_name_len as usize]
+    }
+}
+
+/// How a cms names a type: a built-in type by its SQL name (`numeric`, `timestamp with
+/// time zone`, `integer[]`: the same in every database), any other by its unqualified
+/// `pg_type.typname`, which a dump and restore keeps (its OID it does not). Types whose
+/// equal values hash alike share a name, so their sketches are equal too: every integer
+/// width is `bigint`, and varchar and name are `text`. At most 63 bytes, cut at a
+/// character boundary.
+unsafe fn type_name_of(type_oid: pg_sys::Oid) -> Vec<u8> {
+    unsafe {
+        let text = if matches!(
+            type_oid,
+            pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID
+        ) {
+            b"bigint".to_vec()
+        } else if matches!(
+            type_oid,
+            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::NAMEOID
+        ) {
+            b"text".to_vec()
+        } else if u32::from(type_oid) < pg_sys::FirstNormalObjectId {
+            std::ffi::CStr::from_ptr(pg_sys::format_type_be(type_oid))
+                .to_bytes()
+                .to_vec()
+        } else {
+            let tuple = pg_sys::SearchSysCache1(
+                pg_sys::SysCacheIdentifier::TYPEOID as std::ffi::c_int,
+                pg_sys::Datum::from(type_oid),
+            );
+            if tuple.is_null() {
+                pgrx::error!("cache lookup failed for type {}", u32::from(type_oid));
+            }
+            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(tuple);
+            let name = std::ffi::CStr::from_ptr((*form).typname.data.as_ptr())
+                .to_bytes()
+                .to_vec();
+            pg_sys::ReleaseSysCache(tuple);
+            name
+        };
+        let mut end = text.len().min(63);
+        while std::str::from_utf8(&text[..end]).is_err() {
+            end -= 1;
+        }
+        text[..end].to_vec()
     }
 }
 

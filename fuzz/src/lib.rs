@@ -108,9 +108,17 @@ pub fn cms_decode(data: &[u8]) {
         let _ = Cms::merge_in_place(&mut copy, data);
     }
 
+    let _ = Cms::elem_of(data);
+    let _ = Cms::with_elem(data, b"bigint");
+    let _ = Cms::unstage(data);
+
     let Ok(c) = Cms::decode(data) else { return };
     let enc = c.encode();
-    assert_eq!(enc, data, "cms: accepted input is not canonical");
+    // format 2 is canonical; a format 1 value re-encodes as format 2 with no element
+    // type, the same bytes otherwise
+    let data_v2 = Cms::with_elem(data, c.elem()).expect("cms: accepted input has no v2 form");
+    assert_eq!(enc, data_v2, "cms: accepted input is not canonical");
+    assert!(data[0] == 1 || enc == data, "cms: accepted v2 input is not canonical");
     assert_eq!(enc.len(), c.encoded_len());
     let again = Cms::decode(&enc).expect("cms: re-encoding does not decode");
     assert_eq!(again, c);
@@ -129,7 +137,7 @@ pub fn cms_decode(data: &[u8]) {
     let mut u = c.clone();
     if u.union(&c).is_ok() {
         let d = Cms::decode(&u.encode()).expect("cms: union result does not decode");
-        let mut m = data.to_vec();
+        let mut m = data_v2.clone();
         Cms::merge_in_place(&mut m, data).expect("cms: in-place self-merge failed");
         assert_eq!(m, d.encode(), "cms: in-place merge differs from union");
     }

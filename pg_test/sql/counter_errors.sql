@@ -55,3 +55,7 @@ SELECT my_like('p1');
 \set VERBOSITY default
 DROP FUNCTION my_like(text);
 SELECT counter_drop('errs');
+-- leave the database as this test found it (the next test creates the extension)
+SET client_min_messages = warning;
+DROP EXTENSION distributed_counter CASCADE;
+RESET client_min_messages;

@@ -127,7 +127,7 @@ SELECT cms_add(cms_empty(), 5, -1);
 SELECT 'nothex'::cms;                 -- 22P02
 SELECT '\x01'::cms;                   -- 22P02 (truncated)
 SELECT '\x0110zz'::cms;               -- 22P02 (bad digit)
-SELECT '\x02100400000001000000'::cms; -- 22P02 (unknown version)
+SELECT '\x03100400000001000000'::cms; -- 22P02 (unknown version)
 SELECT '\x01'::bytea::cms;            -- 22P03
 SELECT '\x01200a0000000000000000000000000000000000'::bytea::cms;  -- 22P03 (topk bytes)
 SELECT 'nothex'::topk;                -- 22P02
@@ -169,7 +169,9 @@ BEGIN
     IF ty = 'cms' THEN
       BEGIN
         c := ('\x' || encode(x, 'hex'))::cms;
-        PERFORM cms_total(c), cms_count(c, 1), cms_print(c), cms_union(c, c);
+        PERFORM cms_total(c), cms_print(c), cms_union(c, c);
+        -- a mutated element type name loads; a lookup of another type is then 42804
+        BEGIN PERFORM cms_count(c, 1); EXCEPTION WHEN datatype_mismatch THEN NULL; END;
         INSERT INTO fuzz_result VALUES ('cms text', 'loaded');
       EXCEPTION WHEN invalid_text_representation THEN INSERT INTO fuzz_result VALUES ('cms text', '22P02');
       END;

@@ -11,11 +11,11 @@ fn cms_empty_and_parameters() {
     assert_eq!(one::<f64>("SELECT cms_delta(cms_empty())"), 0.01);
     assert_eq!(
         one::<i32>("SELECT pg_column_size(cms_empty())"),
-        4 + 34 + 2719 * 5 * 8
+        4 + 34 + 2719 * 5 * 8 + 1
     );
     assert_eq!(
         one::<i32>("SELECT pg_column_size(cms_empty(0.1, 0.1))"),
-        4 + 34 + 28 * 3 * 8
+        4 + 34 + 28 * 3 * 8 + 1
     );
     let p: String = one("SELECT cms_print(cms_empty(0.01, 0.05))");
     assert!(
@@ -132,29 +132,151 @@ fn cms_hashing_agrees_across_int_widths_and_with_hll_hash_any() {
     assert_eq!(q("5::int2", "5::int8"), 5);
     assert_eq!(q("5::int4", "5::int2"), 5);
     assert_eq!(q("'abc'::varchar", "'abc'::text"), 5);
-    assert_eq!(q("'abc'::bytea", "'abc'::text"), 5);
-    // values that hash alike (hll_hash_any) build identical sketches
+    assert_eq!(q("'abc'::name", "'abc'::varchar"), 5);
+    // values that hash alike (hll_hash_any) build identical sketches: every integer
+    // width, and text, varchar and name, also record the same element type
     assert!(one::<bool>(
         "SELECT cms_add_agg(g::int2) = cms_add_agg(g::int8) FROM generate_series(1, 100) g"
     ));
     assert!(one::<bool>(
-        "SELECT cms_add_agg(g::text) = cms_add_agg(g::text::bytea) FROM generate_series(1, 100) g"
+        "SELECT cms_add_agg(g::text) = cms_add_agg(g::text::varchar) FROM generate_series(1, 100) g"
     ));
-    // other types hash as in hll_hash_any: uuid == its 16 bytes, date == its send form,
-    // float8 == its extended hash as an int8
-    assert!(one::<bool>(
-        "SELECT cms_add(cms_empty(), 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid) = \
-                cms_add(cms_empty(), '\\xa0eebc999c0b4ef8bb6d6bb9bd380a11'::bytea)"
+    // other types hash as in hll_hash_any (their sketches differ only in the element
+    // type they record): text == its bytes as bytea, uuid == its 16 bytes, date == its
+    // send form, float8 == its extended hash as an int8
+    let same_counters = |a: &str, b: &str| -> bool {
+        let counters = |e: &str| {
+            format!(
+                "(SELECT substr(b, 1, octet_length(b) - 1 - get_byte(b, octet_length(b) - 1)) \
+                  FROM (SELECT cms_send({e}) AS b) x)"
+            )
+        };
+        one(&format!("SELECT {} = {}", counters(a), counters(b)))
+    };
+    assert!(same_counters(
+        "(SELECT cms_add_agg(g::text) FROM generate_series(1, 100) g)",
+        "(SELECT cms_add_agg(g::text::bytea) FROM generate_series(1, 100) g)"
     ));
-    assert!(one::<bool>(
-        "SELECT cms_add(cms_empty(), '2026-01-01'::date) = cms_add(cms_empty(), date_send('2026-01-01'))"
+    assert!(same_counters(
+        "cms_add(cms_empty(), 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid)",
+        "cms_add(cms_empty(), '\\xa0eebc999c0b4ef8bb6d6bb9bd380a11'::bytea)"
     ));
-    assert!(one::<bool>(
-        "SELECT cms_add(cms_empty(), 1.5::float8) = cms_add(cms_empty(), hashfloat8extended(1.5, 0))"
+    assert!(same_counters(
+        "cms_add(cms_empty(), '2026-01-01'::date)",
+        "cms_add(cms_empty(), date_send('2026-01-01'))"
+    ));
+    assert!(same_counters(
+        "cms_add(cms_empty(), 1.5::float8)",
+        "cms_add(cms_empty(), hashfloat8extended(1.5, 0))"
+    ));
+    assert!(!same_counters(
+        "cms_add(cms_empty(), 1.5::float8)",
+        "cms_add(cms_empty(), hashfloat8extended(2.5, 0))"
     ));
     // hll_hash_any agrees, so the above pins cms to hll_hash_any
     assert!(one::<bool>(
         "SELECT hll_hash_any(1.5::float8)::int8 = hll_hash_bigint(hashfloat8extended(1.5, 0))::int8"
+    ));
+}
+
+#[pg_test]
+fn cms_remembers_its_element_type() {
+    // Sketches of 100 copies of the value 7 in each type; a lookup with a value of any
+    // type either finds all 100 (the same kind of type) or is 42804 naming both: never
+    // a silent 0 from another type's hash.
+    Spi::run("CREATE TYPE pg_temp.mood AS ENUM ('7', 'x')").unwrap();
+    let types = [
+        ("int2", "bigint"),
+        ("int4", "bigint"),
+        ("int8", "bigint"),
+        ("text", "text"),
+        ("varchar", "text"),
+        ("name", "text"),
+        ("numeric", "numeric"),
+        ("float8", "double precision"),
+        ("bytea", "bytea"),
+        ("char(3)", "character"),
+        ("pg_temp.mood", "mood"),
+    ];
+    for (built, family) in types {
+        let sketch = format!(
+            "(SELECT cms_add_agg('7'::{built}) FROM generate_series(1, 100))"
+        );
+        let print: String = one(&format!("SELECT cms_print({sketch})"));
+        assert!(print.contains(&format!("{family} values")), "{built}: {print}");
+        for (probe, probe_family) in types {
+            let q = format!("SELECT cms_count({sketch}, '7'::{probe})");
+            if family == probe_family {
+                assert_eq!(one::<i64>(&q), 100, "{built} probed with {probe}");
+                // and the scalar add keeps counting into it
+                assert_eq!(
+                    one::<i64>(&format!(
+                        "SELECT cms_count(cms_add({sketch}, '7'::{probe}), '7'::{built})"
+                    )),
+                    101
+                );
+            } else {
+                let e = sql_error(&q);
+                assert_eq!(e.state, "42804", "{built} probed with {probe}: {}", e.message);
+                assert!(
+                    e.message.contains(&format!("type {family},"))
+                        && e.message.ends_with(&format!("not {probe_family}")),
+                    "{}",
+                    e.message
+                );
+                assert!(e.hint.starts_with(&format!("Cast the value to {family}.")), "{}", e.hint);
+                assert_eq!(
+                    sql_error(&format!("SELECT cms_add({sketch}, '7'::{probe})")).state,
+                    "42804"
+                );
+                let merge = format!(
+                    "SELECT cms_union({sketch}, (SELECT cms_add_agg('7'::{probe}) FROM generate_series(1, 3)))"
+                );
+                assert_eq!(sql_error(&merge).state, "42804", "{merge}");
+            }
+        }
+    }
+    // a sketch of no known type (cms_empty()) takes the type of its first add, through
+    // the scalar add, the aggregates and unions
+    assert!(one::<String>("SELECT cms_print(cms_empty())").contains("not known yet"));
+    assert_eq!(
+        sql_error("SELECT cms_count(cms_add(cms_empty(), 1.5::numeric), 1.5::float8)").state,
+        "42804"
+    );
+    assert_eq!(
+        one::<i64>("SELECT cms_count(cms_union(cms_empty(), cms_add(cms_empty(), 2::int8)), 2::int2)"),
+        1
+    );
+    assert_eq!(
+        sql_error("SELECT cms_count(cms_union_agg(s), 'a'::text) FROM (VALUES (cms_empty()), (cms_add(cms_empty(), 1))) v(s)")
+            .state,
+        "42804"
+    );
+    assert_eq!(
+        sql_error("SELECT cms_union_agg(s) FROM (VALUES (cms_empty()), (cms_add(cms_empty(), 1)), (cms_add(cms_empty(), 'a'::text))) v(s)")
+            .state,
+        "42804"
+    );
+    // the weighted aggregate
+    assert_eq!(
+        sql_error("SELECT cms_count(s, 'a'::text) FROM (SELECT cms_add_agg(g, 2, 0.01, 0.01) AS s FROM generate_series(1, 3) g) x").state,
+        "42804"
+    );
+    // A format 1 value (what 0.2.0 stored: no element type) reads with the same
+    // answers, is not type-checked, and becomes format 2 of the added type when written.
+    Spi::run(
+        "CREATE TEMP TABLE v1 AS SELECT set_byte(substr(b, 1, octet_length(b) - 1 - get_byte(b, octet_length(b) - 1)), 0, 1)::cms AS s \
+         FROM (SELECT cms_send(cms_add_agg(g % 10)) AS b FROM generate_series(1, 1000) g) x",
+    )
+    .unwrap();
+    assert!(one::<String>("SELECT cms_print(s) FROM v1").starts_with("cms v1: values of a type not known yet"));
+    assert_eq!(one::<i64>("SELECT cms_count(s, 3) FROM v1"), 100);
+    assert_eq!(one::<i64>("SELECT cms_count(s, 3::numeric) FROM v1"), 0);
+    assert!(one::<String>("SELECT cms_print(cms_add(s, 3)) FROM v1").starts_with("cms v2: bigint values"));
+    assert_eq!(one::<i64>("SELECT cms_count(cms_add(s, 3), 3::int2) FROM v1"), 101);
+    assert_eq!(one::<i64>("SELECT cms_count(cms_union(s, s), 3) FROM v1"), 200);
+    assert!(one::<bool>(
+        "SELECT cms_union(s, cms_add(cms_empty(), 3)) = cms_add(cms_add_agg(g % 10), 3) FROM v1, generate_series(1, 1000) g GROUP BY s"
     ));
 }
 
@@ -187,7 +309,7 @@ fn cms_io_casts_and_equality() {
     assert!(one::<bool>(
         "SELECT cms_send(s) = s::bytea FROM (SELECT cms_add(cms_empty(0.1, 0.1), 3) AS s) t"
     ));
-    assert!(one::<String>("SELECT cms_empty(0.5, 0.5)::text").starts_with("\\x0110"));
+    assert!(one::<String>("SELECT cms_empty(0.5, 0.5)::text").starts_with("\\x0210"));
     assert!(one::<bool>(
         "SELECT cms_empty(0.1, 0.1) <> cms_add(cms_empty(0.1, 0.1), 1)"
     ));

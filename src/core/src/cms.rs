@@ -21,14 +21,22 @@
 //! overflow). This mapping is part of the stored-format contract: sketches built with a
 //! different mapping would merge into nonsense, so changing it needs a new format version.
 //!
-//! Stored form v1 (see docs/FORMAT.md), all little-endian:
-//! `[1][0x10][width u32][depth u32][eps f64][delta f64][total u64][counters u64 x depth*width]`
-//! with the counters row-major (row 0 first).
+//! Stored form v2 (see docs/FORMAT.md), all little-endian:
+//! `[2][0x10][width u32][depth u32][eps f64][delta f64][total u64][counters u64 x depth*width]
+//! [element type name, 0..=63 bytes][its length u8]` with the counters row-major (row 0
+//! first). The trailer names the type of the values counted (empty: not known yet), so a
+//! lookup with a value of another type is an error instead of a silent 0 (its hash would
+//! find other counters). Version 1 is the same without the trailer; it is read as a sketch
+//! of unknown type, and anything that writes a sketch writes version 2.
 
 use crate::error::{CoreError, Result};
 
 /// Format version byte of the stored form this module writes.
-pub const CMS_FORMAT_VERSION: u8 = 1;
+pub const CMS_FORMAT_VERSION: u8 = 2;
+/// The first format version (no element type), still read.
+pub const CMS_FORMAT_V1: u8 = 1;
+/// Longest element type name a sketch keeps (PostgreSQL's NAMEDATALEN - 1).
+pub const CMS_ELEM_MAX: usize = 63;
 /// Kind byte of a count-min sketch.
 pub const CMS_KIND: u8 = 0x10;
 /// Bytes before the first counter.
@@ -53,6 +61,8 @@ pub struct Cms {
     total: u64,
     /// Row-major, `depth * width` counters.
     counters: Vec<u64>,
+    /// The name of the counted values' type; empty when not known yet.
+    elem: Vec<u8>,
 }
 
 /// The parameters stored in front of the counters, readable without decoding them all.
@@ -204,8 +214,20 @@ fn for_each_index_from(mut col: u64, step: u64, width: u32, depth: u32, mut f: i
     }
 }
 
+/// Length of the element-type trailer of a buffer: 0 for format version 1, else one
+/// more than its last byte (stored version 2 and the staged state). None when the last
+/// byte is out of range. Panic-free.
+#[inline(always)]
+fn trailer_len(buf: &[u8]) -> Option<usize> {
+    if buf.first() == Some(&CMS_FORMAT_V1) {
+        return Some(0);
+    }
+    let n = *buf.last()? as usize;
+    (n <= CMS_ELEM_MAX).then_some(n + 1)
+}
+
 /// (width, depth, total, cells) when `buf` starts with `version` and the cms kind byte
-/// and is exactly the header plus `bytes_per_cell` per counter long. Built only from
+/// and is exactly the header plus `bytes_per_cell` per counter, plus the trailer, long. Built only from
 /// operations that cannot panic (the aggregate's guard-free per-row paths).
 #[inline(always)]
 fn checked_layout(
@@ -222,7 +244,8 @@ fn checked_layout(
     let cells = (width as usize).checked_mul(depth as usize)?;
     let expected = cells
         .checked_mul(bytes_per_cell)?
-        .checked_add(CMS_HEADER_LEN)?;
+        .checked_add(CMS_HEADER_LEN)?
+        .checked_add(trailer_len(buf)?)?;
     if width == 0 || depth == 0 || expected != buf.len() {
         return None;
     }
@@ -291,9 +314,9 @@ fn layout(bytes: &[u8]) -> Result<(u32, u32)> {
             bytes.len()
         )));
     }
-    if bytes[0] != CMS_FORMAT_VERSION {
+    if bytes[0] != CMS_FORMAT_VERSION && bytes[0] != CMS_FORMAT_V1 {
         return Err(CoreError::invalid_binary(format!(
-            "unsupported cms format version {} (this build reads version {CMS_FORMAT_VERSION})",
+            "unsupported cms format version {} (this build reads versions 1 and 2)",
             bytes[0]
         )));
     }
@@ -316,14 +339,60 @@ fn layout(bytes: &[u8]) -> Result<(u32, u32)> {
             "cms has {cells} counters, more than the maximum {CMS_MAX_COUNTERS}"
         )));
     }
-    let expected = CMS_HEADER_LEN as u64 + cells * 8;
+    let Some(trailer) = trailer_len(bytes) else {
+        return Err(CoreError::invalid_binary(format!(
+            "cms element type name is longer than {CMS_ELEM_MAX} bytes"
+        )));
+    };
+    let expected = CMS_HEADER_LEN as u64 + cells * 8 + trailer as u64;
     if bytes.len() as u64 != expected {
         return Err(CoreError::invalid_binary(format!(
             "cms value has {} bytes, expected {expected} for width {width} and depth {depth}",
             bytes.len()
         )));
     }
+    let elem = &bytes[bytes.len() - trailer..bytes.len() - trailer.min(1)];
+    if std::str::from_utf8(elem).is_err() || elem.contains(&0) {
+        return Err(CoreError::invalid_binary(
+            "cms element type name is not a valid name",
+        ));
+    }
     Ok((width, depth))
+}
+
+/// The element type name of a buffer whose layout was checked (stored or staged).
+fn elem_slice(bytes: &[u8]) -> &[u8] {
+    match trailer_len(bytes) {
+        Some(t) if t > 0 && t <= bytes.len() => &bytes[bytes.len() - t..bytes.len() - 1],
+        _ => &[],
+    }
+}
+
+/// Types whose values hash alike for equal values (docs/SQL.md, "Hashing"), so a sketch
+/// of one answers lookups with another: the integer widths, and text, varchar and name.
+fn elem_family(e: &[u8]) -> &[u8] {
+    match e {
+        b"smallint" | b"integer" | b"bigint" => b"bigint",
+        b"text" | b"character varying" | b"name" => b"text",
+        _ => e,
+    }
+}
+
+fn elem_text(e: &[u8]) -> String {
+    String::from_utf8_lossy(e).into_owned()
+}
+
+const ELEM_FAMILIES_HINT: &str =
+    "smallint, integer and bigint are interchangeable, and so are text, varchar and name.";
+
+fn check_elem_name(elem: &[u8]) -> Result<()> {
+    if elem.len() > CMS_ELEM_MAX || std::str::from_utf8(elem).is_err() || elem.contains(&0) {
+        return Err(CoreError::invalid_parameter(format!(
+            "invalid cms element type name ({} bytes)",
+            elem.len()
+        )));
+    }
+    Ok(())
 }
 
 fn mismatch(a: (u32, u32), b: (u32, u32)) -> CoreError {
@@ -374,7 +443,88 @@ impl Cms {
             delta,
             total: 0,
             counters: vec![0; width as usize * depth as usize],
+            elem: Vec::new(),
         })
+    }
+
+    /// The name of the type of the values counted; empty when not known yet (a new
+    /// sketch, or a format 1 value).
+    pub fn elem(&self) -> &[u8] {
+        &self.elem
+    }
+
+    /// Names the type of the values counted (at most [`CMS_ELEM_MAX`] bytes of UTF-8).
+    pub fn set_elem(&mut self, elem: &[u8]) -> Result<()> {
+        check_elem_name(elem)?;
+        self.elem = elem.to_vec();
+        Ok(())
+    }
+
+    /// The element type name of a stored form or staged state (layout checked).
+    pub fn elem_of(bytes: &[u8]) -> Result<&[u8]> {
+        if Self::is_staged(bytes) {
+            staged_layout(bytes)
+                .ok_or_else(|| CoreError::invalid_binary("corrupt cms aggregate state"))?;
+        } else {
+            layout(bytes)?;
+        }
+        Ok(elem_slice(bytes))
+    }
+
+    /// Ok when a value of type `value` may be counted or looked up in a sketch of type
+    /// `sketch`: either is not known, or both hash alike (the integer widths; text,
+    /// varchar and name). `function` names the caller in the 42804 error.
+    pub fn check_elem(sketch: &[u8], value: &[u8], function: &str) -> Result<()> {
+        if sketch.is_empty() || value.is_empty() || elem_family(sketch) == elem_family(value) {
+            return Ok(());
+        }
+        Err(CoreError::type_mismatch(format!(
+            "{function}: the sketch counts values of type {}, not {}",
+            elem_text(sketch),
+            elem_text(value)
+        ))
+        .with_hint(format!(
+            "Cast the value to {}.{}",
+            elem_text(sketch),
+            match elem_family(sketch) {
+                b"bigint" => " smallint, integer and bigint are interchangeable.",
+                b"text" => " text, varchar and name are interchangeable.",
+                _ => "",
+            }
+        )))
+    }
+
+    /// The element type two sketches merge into: either's when the other's is not
+    /// known, the left one's when both are; 42804 when they differ.
+    pub fn merged_elem<'a>(a: &'a [u8], b: &'a [u8]) -> Result<&'a [u8]> {
+        if a.is_empty() {
+            return Ok(b);
+        }
+        if b.is_empty() || elem_family(a) == elem_family(b) {
+            return Ok(a);
+        }
+        Err(CoreError::type_mismatch(format!(
+            "cannot combine count-min sketches of values of type {} and {}",
+            elem_text(a),
+            elem_text(b)
+        ))
+        .with_hint(ELEM_FAMILIES_HINT))
+    }
+
+    /// `bytes` (a stored form of either version, or a staged state) with its element
+    /// type set to `elem`: a stored form comes back in version 2.
+    pub fn with_elem(bytes: &[u8], elem: &[u8]) -> Result<Vec<u8>> {
+        check_elem_name(elem)?;
+        Self::elem_of(bytes)?;
+        let trailer = trailer_len(bytes).unwrap_or(0);
+        let mut out = Vec::with_capacity(bytes.len() - trailer + elem.len() + 1);
+        out.extend_from_slice(&bytes[..bytes.len() - trailer]);
+        if out[0] == CMS_FORMAT_V1 {
+            out[0] = CMS_FORMAT_VERSION;
+        }
+        out.extend_from_slice(elem);
+        out.push(elem.len() as u8);
+        Ok(out)
     }
 
     pub fn width(&self) -> u32 {
@@ -440,6 +590,7 @@ impl Cms {
     /// Adds `other` into `self` counter by counter (the sketch of the concatenated
     /// streams). Dimensions must match; `self` keeps its own eps/delta.
     pub fn union(&mut self, other: &Cms) -> Result<()> {
+        let elem = Self::merged_elem(&self.elem, &other.elem)?.to_vec();
         if !self.is_compatible(other) {
             return Err(mismatch(
                 (self.width, self.depth),
@@ -455,12 +606,13 @@ impl Cms {
             *a += *b; // both <= their totals, whose sum fits
         }
         self.total = total;
+        self.elem = elem;
         Ok(())
     }
 
     /// Length of the stored form.
     pub fn encoded_len(&self) -> usize {
-        CMS_HEADER_LEN + 8 * self.counters.len()
+        CMS_HEADER_LEN + 8 * self.counters.len() + self.elem.len() + 1
     }
 
     /// The canonical stored form.
@@ -476,6 +628,8 @@ impl Cms {
         for c in &self.counters {
             out.extend_from_slice(&c.to_le_bytes());
         }
+        out.extend_from_slice(&self.elem);
+        out.push(self.elem.len() as u8);
         out
     }
 
@@ -554,6 +708,7 @@ impl Cms {
             delta: h.delta,
             total: h.total,
             counters,
+            elem: elem_slice(bytes).to_vec(),
         })
     }
 
@@ -607,9 +762,11 @@ impl Cms {
     /// touches them once per 256 increments of a counter instead of on every row.
     pub fn empty_staged(eps: f64, delta: f64) -> Result<Vec<u8>> {
         let mut v = Self::empty_encoded(eps, delta)?;
+        let trailer = v.split_off(v.len() - 1);
         let cells = (v.len() - CMS_HEADER_LEN) / 8;
         v[0] = CMS_STAGED_TAG;
         v.resize(v.len() + cells, 0);
+        v.extend_from_slice(&trailer);
         Ok(v)
     }
 
@@ -680,13 +837,14 @@ impl Cms {
         let split = CMS_HEADER_LEN + cells * 8;
         let mut out = buf[..split].to_vec();
         out[0] = CMS_FORMAT_VERSION;
-        for (i, &low) in buf[split..].iter().enumerate() {
+        for (i, &low) in buf[split..split + cells].iter().enumerate() {
             let at = CMS_HEADER_LEN + i * 8;
             let v = read_u64(&out, at)
                 .checked_add(low as u64)
                 .ok_or_else(corrupt)?;
             write_u64(&mut out, at, v);
         }
+        out.extend_from_slice(&buf[split + cells..]);
         Self::validate(&out)?;
         Ok(out)
     }
@@ -726,17 +884,18 @@ impl Cms {
 
     /// [`Cms::union`] on stored forms: adds `src` into `dst` without allocating. `src` is
     /// fully validated (it may come from storage); `dst` is layout-checked and its
-    /// additions are overflow-checked. `dst` keeps its eps/delta. On error `dst` is
+    /// additions are overflow-checked. `dst` keeps its eps/delta and its element type (give it the merged one first: [`Cms::merged_elem`], [`Cms::with_elem`]). On error `dst` is
     /// unchanged.
     pub fn merge_in_place(dst: &mut [u8], src: &[u8]) -> Result<()> {
         let (dw, dd) = layout(dst)?;
         let s = Self::validate(src)?;
+        Self::merged_elem(elem_slice(dst), elem_slice(src))?;
         if (dw, dd) != (s.width, s.depth) {
             return Err(mismatch((dw, dd), (s.width, s.depth)));
         }
         let total = read_u64(dst, 26);
         let new_total = within_total_range(total.checked_add(s.total).ok_or_else(total_overflow)?)?;
-        let body = CMS_HEADER_LEN..dst.len();
+        let body = CMS_HEADER_LEN..CMS_HEADER_LEN + 8 * dw as usize * dd as usize;
         let overflow = dst[body.clone()]
             .chunks_exact(8)
             .zip(src[body.clone()].chunks_exact(8))
@@ -922,13 +1081,10 @@ mod tests {
     /// h = 0x0000_0003_0000_0007, count 5: h1 = 7, h2 = 3|1 = 3; row 0 col 7%6 = 1,
     ///   row 1 col (7+3)%6 = 4.
     /// h = 0x0000_0002_0000_0000, count 2: h1 = 0, h2 = 2|1 = 3; row 0 col 0, row 1 col 3.
-    #[test]
-    fn golden_bytes() {
-        let mut c = Cms::new(0.5, 0.2).unwrap();
-        c.add_hash(0x0000_0003_0000_0007, 5).unwrap();
-        c.add_hash(0x0000_0002_0000_0000, 2).unwrap();
+    /// The format 1 bytes of the golden sketch (no element type trailer).
+    fn golden_v1() -> Vec<u8> {
         #[rustfmt::skip]
-        let mut expected: Vec<u8> = vec![
+        let mut bytes: Vec<u8> = vec![
             0x01, 0x10,
             0x06, 0x00, 0x00, 0x00,                         // width 6
             0x02, 0x00, 0x00, 0x00,                         // depth 2
@@ -939,8 +1095,21 @@ mod tests {
         let row0 = [2u64, 5, 0, 0, 0, 0];
         let row1 = [0u64, 0, 0, 2, 5, 0];
         for v in row0.iter().chain(&row1) {
-            expected.extend_from_slice(&v.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
         }
+        bytes
+    }
+
+    #[test]
+    fn golden_bytes() {
+        let mut c = Cms::new(0.5, 0.2).unwrap();
+        c.add_hash(0x0000_0003_0000_0007, 5).unwrap();
+        c.add_hash(0x0000_0002_0000_0000, 2).unwrap();
+        // format 2: version 2, the same header and counters, then the element type
+        // trailer: no type known yet is one byte, 0
+        let mut expected = golden_v1();
+        expected[0] = 0x02;
+        expected.push(0x00);
         assert_eq!(c.encode(), expected);
         assert_eq!(Cms::decode(&expected).unwrap(), c);
         assert_eq!(c.count_hash(0x0000_0003_0000_0007), 5);
@@ -953,6 +1122,122 @@ mod tests {
         Cms::add_in_place(&mut e, 0x0000_0002_0000_0000, 2).unwrap();
         assert_eq!(e, expected);
         assert_eq!(Cms::count_in_place(&e, 0x0000_0002_0000_0001).unwrap(), 5);
+        // a typed sketch: the name's bytes, then their count
+        c.set_elem(b"bigint").unwrap();
+        let mut typed = golden_v1();
+        typed[0] = 0x02;
+        typed.extend_from_slice(b"bigint");
+        typed.push(6);
+        assert_eq!(c.encode(), typed);
+        assert_eq!(Cms::decode(&typed).unwrap(), c);
+        assert_eq!(Cms::elem_of(&typed).unwrap(), b"bigint");
+        assert_eq!(Cms::with_elem(&expected, b"bigint").unwrap(), typed);
+    }
+
+    #[test]
+    fn format_1_reads_forever_with_the_same_answers() {
+        let v1 = golden_v1();
+        let c = Cms::decode(&v1).unwrap();
+        assert_eq!(c.elem(), b"");
+        assert_eq!(c.total(), 7);
+        for (h, want) in [
+            (0x0000_0003_0000_0007u64, 5u64),
+            (0x0000_0002_0000_0000, 2),
+            (0x0000_0002_0000_0001, 5),
+        ] {
+            assert_eq!(c.count_hash(h), want);
+            assert_eq!(Cms::count_in_place(&v1, h).unwrap(), want);
+        }
+        assert_eq!(Cms::elem_of(&v1).unwrap(), b"");
+        // anything that writes it writes format 2, with the same counters
+        let v2 = Cms::with_elem(&v1, b"").unwrap();
+        assert_eq!(v2[0], 2);
+        assert_eq!(&v2[1..v1.len()], &v1[1..]);
+        assert_eq!(Cms::decode(&v2).unwrap(), c);
+        let mut merged = v2.clone();
+        Cms::merge_in_place(&mut merged, &v1).unwrap();
+        assert_eq!(Cms::decode(&merged).unwrap().total(), 14);
+    }
+
+    #[test]
+    fn element_types_check_lookups_and_merges() {
+        let family = [&b"smallint"[..], b"integer", b"bigint"];
+        for a in family {
+            for b in family {
+                Cms::check_elem(a, b, "cms_count").unwrap();
+            }
+        }
+        Cms::check_elem(b"text", b"character varying", "cms_count").unwrap();
+        Cms::check_elem(b"name", b"text", "cms_count").unwrap();
+        Cms::check_elem(b"", b"numeric", "cms_count").unwrap();
+        Cms::check_elem(b"numeric", b"", "cms_count").unwrap();
+        for (a, b) in [
+            (&b"bigint"[..], &b"text"[..]),
+            (b"bigint", b"numeric"),
+            (b"text", b"character(3)"),
+            (b"mood", b"text"),
+            (b"date", b"timestamp with time zone"),
+        ] {
+            let e = Cms::check_elem(a, b, "cms_count").unwrap_err();
+            assert_eq!(e.kind, ErrorKind::TypeMismatch);
+            let a_text = std::str::from_utf8(a).unwrap();
+            let b_text = std::str::from_utf8(b).unwrap();
+            assert!(
+                e.message.contains(a_text) && e.message.contains(b_text),
+                "{}",
+                e.message
+            );
+            assert_eq!(
+                Cms::merged_elem(a, b).unwrap_err().kind,
+                ErrorKind::TypeMismatch
+            );
+        }
+        assert_eq!(Cms::merged_elem(b"", b"uuid").unwrap(), b"uuid");
+        assert_eq!(Cms::merged_elem(b"integer", b"bigint").unwrap(), b"integer");
+        // merging sketches of two types fails and leaves the destination unchanged
+        let mut a = Cms::new(0.5, 0.2).unwrap();
+        a.set_elem(b"bigint").unwrap();
+        a.add_hash(1, 1).unwrap();
+        let mut b = Cms::new(0.5, 0.2).unwrap();
+        b.set_elem(b"text").unwrap();
+        b.add_hash(2, 1).unwrap();
+        let mut ea = a.encode();
+        let before = ea.clone();
+        let e = Cms::merge_in_place(&mut ea, &b.encode()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TypeMismatch);
+        assert_eq!(ea, before);
+        assert_eq!(
+            a.clone().union(&b).unwrap_err().kind,
+            ErrorKind::TypeMismatch
+        );
+        // a staged state keeps its type through unstaging
+        let staged = Cms::with_elem(&Cms::empty_staged(0.5, 0.2).unwrap(), b"uuid").unwrap();
+        let mut staged = staged;
+        let divisor = CmsDivisor::new(6);
+        assert!(Cms::add_one_staged(&mut staged, &divisor, 42));
+        let stored = Cms::unstage(&staged).unwrap();
+        assert_eq!(Cms::elem_of(&stored).unwrap(), b"uuid");
+        assert_eq!(Cms::decode(&stored).unwrap().total(), 1);
+    }
+
+    #[test]
+    fn element_type_names_are_validated() {
+        let mut e = Cms::empty_encoded(0.5, 0.2).unwrap();
+        // a length byte beyond the maximum, or one that does not fit the value
+        *e.last_mut().unwrap() = 64;
+        assert_eq!(Cms::decode(&e).unwrap_err().kind, ErrorKind::InvalidBinary);
+        *e.last_mut().unwrap() = 5;
+        assert_eq!(Cms::decode(&e).unwrap_err().kind, ErrorKind::InvalidBinary);
+        // not UTF-8, or a NUL
+        let good = Cms::with_elem(&Cms::empty_encoded(0.5, 0.2).unwrap(), b"ab").unwrap();
+        for bad in [[0xFFu8, b'b'], [b'a', 0]] {
+            let mut v = good.clone();
+            let n = v.len();
+            v[n - 3..n - 1].copy_from_slice(&bad);
+            assert_eq!(Cms::decode(&v).unwrap_err().kind, ErrorKind::InvalidBinary);
+        }
+        assert!(Cms::with_elem(&good, &[b'x'; 64]).is_err());
+        assert!(Cms::with_elem(&good, &[b'x'; 63]).is_ok());
     }
 
     #[test]
@@ -1257,7 +1542,7 @@ mod tests {
         assert_eq!(b, before);
         // a counter at u64::MAX in the last row: earlier rows are rolled back
         let mut b = good.clone();
-        let n = b.len();
+        let n = b.len() - 1; // before the (empty) element type trailer
         for at in (n - 8 * c.width as usize..n).step_by(8) {
             b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         }
@@ -1278,9 +1563,11 @@ mod tests {
         let good = c.encode();
         let kind = |b: &[u8]| Cms::decode(b).unwrap_err().kind;
         // wrong version / kind
-        let mut b = good.clone();
-        b[0] = 2;
-        assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        for version in [0u8, 3, 0x81] {
+            let mut b = good.clone();
+            b[0] = version;
+            assert_eq!(kind(&b), ErrorKind::InvalidBinary);
+        }
         let mut b = good.clone();
         b[1] = 0x20;
         assert_eq!(kind(&b), ErrorKind::InvalidBinary);

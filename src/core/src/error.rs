@@ -14,6 +14,8 @@ pub enum ErrorKind {
     InvalidParameter,
     /// Arithmetic overflow (22003).
     Overflow,
+    /// A value of another type than a sketch holds (42804, datatype_mismatch).
+    TypeMismatch,
 }
 
 /// An error with a message for the user and optional detail / hint lines.
@@ -45,6 +47,9 @@ impl CoreError {
     }
     pub fn overflow(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Overflow, message)
+    }
+    pub fn type_mismatch(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::TypeMismatch, message)
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
