@@ -44,7 +44,7 @@ keys=$(bq "SELECT keys FROM counter_stats WHERE name = 'sizing'")
 
 echo
 echo "== counters sizing: $KEYS keys of 12 bytes, release build, $(nproc) cores =="
-printf '%-58s %12s\n' "counter_totals, bytes per key (heap + primary key)" "$((totals_bytes / KEYS))"
+printf '%-58s %12s\n' "counter_totals, bytes per key (heap + indexes)" "$((totals_bytes / KEYS))"
 printf '%-58s %12s\n' "counter_pending, bytes per pending row (heap + index)" "$((pending_bytes / KEYS))"
 printf '%-58s %12.0f\n' "compaction, rows/s, new keys (one counter_compact())" "$(echo "$KEYS * 1000 / $c1" | bc -l)"
 printf '%-58s %12.0f\n' "compaction, rows/s, keys with a total" "$(echo "$KEYS * 1000 / $c2" | bc -l)"

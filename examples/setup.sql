@@ -36,6 +36,11 @@ FROM page_views GROUP BY 1;
 SELECT counter_create('likes') \gset
 SELECT count(*) AS likes_added FROM (SELECT counter_add('likes', 'post:' || (1 + (g % 3)), 1) FROM generate_series(1, 3000) g) s;
 
+-- page hits per hour, kept for 7 days (windows, series, leaderboards): the last 2 days
+SELECT counter_create('page_hits_hourly', bucket => '1 hour', retention => '7 days') \gset
+SELECT count(*) AS hits_added FROM (SELECT counter_add('page_hits_hourly', page, 1, NULL, viewed_at)
+                                    FROM page_views WHERE viewed_at > now() - interval '2 days') s;
+
 -- a CRDT counter per post, as two regions would keep it
 CREATE TABLE post_views (post text PRIMARY KEY, views pncounter NOT NULL DEFAULT '{}');
 INSERT INTO post_views VALUES ('post:1', pncounter_increment(NULL, 10, 'eu-west')),

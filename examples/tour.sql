@@ -40,6 +40,15 @@ SELECT * FROM counter_values('likes', ARRAY['post:1', 'post:2', 'post:3']);
 SELECT counter_compact('likes') AS rows_folded;
 SELECT name, shards, keys, pending_rows FROM counter_stats;
 
+-- Time windows and leaderboards: hourly buckets (UTC-aligned), exact with pending rows
+SELECT counter_window('page_hits_hourly', '/page/0', '6 hours') AS last_6_hours,
+       (SELECT count(*) FROM page_views
+         WHERE page = '/page/0'
+           AND date_trunc('hour', viewed_at AT TIME ZONE 'UTC')
+               > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '6 hours') AS exact;
+SELECT * FROM counter_series('page_hits_hourly', '/page/0', now() - interval '5 hours', now());
+SELECT * FROM counter_top('page_hits_hourly', 5, width => '1 day');
+
 -- Rate limiting: 5 requests a second per API key, bursts of 3; the 4th call in a burst waits
 SELECT n, (r).allowed, (r).remaining, (r).retry_after
 FROM (SELECT n, rate_limit('api:alice', 5, '1 second', 3) AS r FROM generate_series(1, 4) n) calls;

@@ -45,11 +45,14 @@ values_of_likes="SELECT string_agg(k || '=' || counter_value('likes', k), ',' OR
                  FROM (SELECT 'k' || g AS k FROM generate_series(1, 200) g UNION ALL SELECT 'req') s"
 before=$(q coord -c "$values_of_likes")
 check_eq "$(state w1 "SELECT counter_distribute()")" 55000 "counter_distribute() before Citus tables exist, on a worker node"
+q coord -c "SELECT counter_create('per_minute', bucket => '1 minute')" >/dev/null
+check_eq "$(state coord "SELECT counter_distribute()")" 0A000 "counter_distribute() with a bucketed counter is refused"
+q coord -c "SELECT counter_drop('per_minute')" >/dev/null
 q coord -c "SELECT counter_distribute()" >/dev/null
 q coord -c "SELECT counter_distribute()" >/dev/null
 check_eq "$(q coord -c "SELECT string_agg(logicalrelid::regclass::text || ':' || partmethod::text, ',' ORDER BY logicalrelid::regclass::text)
                          FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'counter\_%'")" \
-  "counter_pending:h,counter_registry:n,counter_requests:h,counter_totals:h" \
+  "counter_buckets:h,counter_pending:h,counter_registry:n,counter_requests:h,counter_totals:h" \
   "counter_distribute(), twice: registry a reference table, the row tables distributed"
 [ "$(q coord -c "$values_of_likes")" = "$before" ] || fail "values changed by the move"; say "ok: all 201 values unchanged by the move"
 check_eq "$(q coord -c "SELECT counter_add('likes', 'req', 5, 'request-1')")" f "a request id remembered across the move"
@@ -127,6 +130,13 @@ for n in w1 w2; do
 done
 check_eq "$(q coord -c "$ledger_diff")" "0/401" "after compaction, every key equals its ledger"
 check_eq "$(q coord -c "SELECT keys FROM counter_stats WHERE name = 'hits'")" 401 "counter_stats counts the keys of the whole cluster"
+top_diff="WITH l AS MATERIALIZED (SELECT key, sum(delta) AS s FROM ledger GROUP BY key ORDER BY s DESC, key LIMIT 5)
+          SELECT (SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM l)
+                 IS NOT DISTINCT FROM (SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('hits', 5) WITH ORDINALITY t(key, value, ord))"
+check_eq "$(q coord -c "$top_diff")" t "counter_top over the cluster equals the ledger's top 5 (coordinator)"
+check_eq "$(q w1 -c "$top_diff")" t "and on a worker node"
+check_eq "$(state coord "SELECT counter_create('views', bucket => '1 minute')")" 0A000 "a bucketed counter on Citus is refused"
+check_eq "$(state coord "SELECT counter_window('hits', 'hot', '1 minute')")" 22023 "counter_window of a plain counter"
 check_eq "$(q w2 -c "SELECT keys || '/' || pending_rows FROM counter_stats WHERE name = 'hits'")" 401/0 "and so it does on a worker node"
 
 # ---- the rest of the API -----------------------------------------------------------------

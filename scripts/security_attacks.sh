@@ -14,6 +14,9 @@
 #   layout      owner-side table changes (rules, identity columns) the fast path must
 #               honour as the SQL path's INSERT does
 #   ratelimit   rate_limit() without a grant; one database's keys reached from another
+#   windows     another tenant's bucketed counter through counter_window, counter_series
+#               and counter_top, and counter_buckets read directly, under the documented
+#               row level security
 #
 # Runs against its own preloaded cluster (port 5530) whose worker serves database
 # 'attackdb', owned by the unprivileged role mallory.
@@ -179,7 +182,21 @@ run_planted "counter_compact_batch" OK -c "SELECT counter_compact_batch('planted
 run_planted "counter_compact" OK -c "SELECT counter_compact()"
 run_planted "counter_purge_requests" OK -c "SELECT counter_purge_requests(10)"
 run_planted "counter_stats" OK -c "SELECT * FROM counter_stats"
+run_planted "counter_top, plain" OK -c "SELECT * FROM counter_top('planted', 3)"
 run_planted "counter_drop" OK -c "SELECT counter_drop('planted')"
+run_planted "counter_create with a bucket" OK -c "SELECT counter_create('planted_b', 4, '1 minute', '1 hour')"
+# (times as literals: the test's own now() and - would be the planted ones)
+run_planted "counter_add, bucketed (fast path)" OK -c "SELECT counter_add('planted_b', 'k', 5, NULL, '2026-01-01 00:00+00')"
+run_planted "counter_add, bucketed, default time (fast path)" OK -c "SELECT counter_add('planted_b', 'k', 5)"
+run_planted "counter_add, bucketed (SQL path)" OK -c "SELECT counter_add('planted_b', 'k', 5, 'r1', '2026-01-01 00:00+00')"
+run_planted "counter_value, bucketed" OK -c "SELECT counter_value('planted_b', 'k')"
+run_planted "counter_values, bucketed" OK -c "SELECT * FROM counter_values('planted_b', ARRAY['k'])"
+run_planted "counter_window" OK -c "SELECT counter_window('planted_b', 'k', '5 minutes')"
+run_planted "counter_series" OK -c "SELECT * FROM counter_series('planted_b', 'k', '2025-12-31 23:00+00', '2026-01-01 01:00+00')"
+run_planted "counter_top" OK -c "SELECT * FROM counter_top('planted_b')" -c "SELECT * FROM counter_top('planted_b', 3, '10 minutes')"
+run_planted "counter_compact with buckets and retention" OK -c "SELECT counter_compact()"
+run_planted "counter_set, bucketed (refused)" 0A000 -c "SELECT counter_set('planted_b', 'k', 1)"
+run_planted "counter_drop, bucketed" OK -c "SELECT counter_drop('planted_b')"
 run_planted "gcounter_entries/pncounter_entries" OK \
   -c "SELECT * FROM gcounter_entries('{\"a\":1}'::gcounter)" \
   -c "SELECT * FROM pncounter_entries('{\"p\":{\"a\":1},\"n\":{\"b\":2}}'::pncounter)"
@@ -333,6 +350,26 @@ got=$(q -U alice -c "SELECT count(*) FROM counter_totals t WHERE t.counter_id = 
 [ "$got" = 0 ] && pass fastpath "alice reads none of bob's totals directly" || fail fastpath "alice sees $got of bob's total rows"
 expect_state fastpath "alice adds to her counter with policies on every table" OK -U alice -c "SELECT counter_add('alice_likes', 'k', 1)"
 expect_state fastpath "alice adds to bob's counter with policies on every table" 42704 -U alice -c "SELECT counter_add('bob_likes', 'k', 1)"
+# Bucketed counters: windows, series and leaderboards of another tenant's counter are
+# unknown to alice, and counter_buckets' own policy hides its rows.
+q -c "SELECT counter_create('alice_views', bucket => '1 minute'), counter_create('bob_views', bucket => '1 minute')" \
+  -c "SELECT counter_add('bob_views', 'secret', 7), counter_add('alice_views', 'mine', 3)" -c "SELECT counter_compact()" \
+  -c "GRANT SELECT ON counter_buckets TO alice, bob" \
+  -c "ALTER TABLE counter_buckets ENABLE ROW LEVEL SECURITY" \
+  -c "CREATE POLICY tenant ON counter_buckets USING (counter_id IN (SELECT id FROM counter_registry))" >/dev/null
+expect_state windows "alice reads bob's window" 42704 -U alice -c "SELECT counter_window('bob_views', 'secret', '1 hour')"
+expect_state windows "alice reads bob's series" 42704 -U alice -c "SELECT * FROM counter_series('bob_views', 'secret', now() - interval '1 hour', now())"
+expect_state windows "alice reads bob's leaderboard" 42704 -U alice -c "SELECT * FROM counter_top('bob_views')"
+expect_state windows "alice reads bob's windowed leaderboard" 42704 -U alice -c "SELECT * FROM counter_top('bob_views', 10, '1 hour')"
+expect_state windows "alice adds to bob's bucketed counter, cached by bob first" 42704 \
+  -c "SET ROLE bob" -c "SELECT counter_add('bob_views', 'k', 1)" -c "RESET ROLE" \
+  -c "SET ROLE alice" -c "SELECT counter_add('bob_views', 'k', 1000000)"
+got=$(q -U alice -c "SELECT counter_window('alice_views', 'mine', '1 hour') || '/' || (SELECT string_agg(key, ',') FROM counter_top('alice_views'))")
+[ "$got" = "3/mine" ] && pass windows "alice reads her own window and leaderboard" || fail windows "alice's own window/leaderboard: $got"
+got=$(q -U alice -c "SELECT count(*) FROM counter_buckets b WHERE b.key = 'secret'")
+[ "$got" = 0 ] && pass windows "alice reads none of bob's buckets directly" || fail windows "alice sees $got of bob's bucket rows"
+q -c "DROP POLICY tenant ON counter_buckets" -c "ALTER TABLE counter_buckets DISABLE ROW LEVEL SECURITY" \
+  -c "REVOKE SELECT ON counter_buckets FROM alice, bob" >/dev/null
 q -c "DROP POLICY tenant ON counter_pending" -c "DROP POLICY tenant ON counter_totals" \
   -c "ALTER TABLE counter_pending DISABLE ROW LEVEL SECURITY" -c "ALTER TABLE counter_totals DISABLE ROW LEVEL SECURITY"
 # RLS on counter_pending itself (a WITH CHECK policy on keys).
@@ -361,7 +398,7 @@ expect_state fastpath "_counter_registry_changed() on another table" 39P01 -U al
 # counter_stats shows a tenant only what it may see.
 q -c "GRANT SELECT ON counter_stats TO alice"
 got=$(q -U alice -c "SELECT string_agg(name, ',' ORDER BY name) FROM counter_stats")
-[ "$got" = alice_likes ] && pass fastpath "counter_stats under RLS shows alice only her counter ($got)" \
+[ "$got" = alice_likes,alice_views ] && pass fastpath "counter_stats under RLS shows alice only her counters ($got)" \
   || fail fastpath "counter_stats showed alice: $got"
 q -c "DROP POLICY tenant ON counter_registry" -c "ALTER TABLE counter_registry DISABLE ROW LEVEL SECURITY"
 
@@ -374,7 +411,7 @@ for call in "SELECT counter_create('ng_c')" "SELECT counter_add('alice_likes', '
     "SELECT counter_compact('alice_likes')" "SELECT counter_compact_batch(NULL, 10)" \
     "SELECT counter_set('alice_likes', 'k', 0)" "SELECT counter_drop('alice_likes')" \
     "SELECT counter_purge_requests(10)" "SELECT * FROM counter_stats" \
-    "SELECT _counter_compaction_lock(true)" "SELECT _counter_add_sql('alice_likes', 'k', 1, NULL)"; do
+    "SELECT _counter_compaction_lock(true)" "SELECT _counter_add_sql('alice_likes', 'k', 1, NULL, NULL)"; do
   expect_state grants "$call" 42501 -U nogrants -c "$call"
 done
 

@@ -186,6 +186,192 @@ ALTER TABLE @extschema@.counter_registry ADD COLUMN keys int8 NOT NULL DEFAULT 0
 UPDATE @extschema@.counter_registry r
 SET keys = (SELECT pg_catalog.count(*) FROM @extschema@.counter_totals t WHERE t.counter_id = r.id);
 
+-- Bucketed counters (time windows, retention, leaderboards): the registry's bucket
+-- columns, the pending rows' bucket, the buckets table and counter_top's index; new
+-- signatures of counter_create (bucket, retention, mode) and counter_add (at).
+ALTER TABLE @extschema@.counter_registry
+    ADD COLUMN bucket interval,
+    ADD COLUMN retention interval,
+    ADD COLUMN bucket_us int8 NOT NULL DEFAULT 0,
+    ADD COLUMN mode text NOT NULL DEFAULT 'durable';
+ALTER TABLE @extschema@.counter_pending ADD COLUMN bucket int8 NOT NULL DEFAULT 0;
+-- counter_top's order: a counter's keys by value, ties by key (exact leaderboards read
+-- it from the top and stop after n keys).
+CREATE INDEX counter_totals_top ON counter_totals (counter_id, value DESC, key);
+
+-- The buckets of bucketed counters: the folded value of each (key, bucket), where
+-- bucket = floor(microseconds since 1970-01-01 00:00 UTC / bucket_us), so boundaries
+-- are UTC-aligned whatever the TimeZone. A bucketed counter's counter_totals row holds
+-- the sum of its key's rows here (compaction adds to both in one statement; retention
+-- deletes old buckets and subtracts them in one statement), so counter_top and the key
+-- count treat plain and bucketed counters alike.
+CREATE TABLE counter_buckets (
+    counter_id int4 NOT NULL,
+    key        text NOT NULL,
+    bucket     int8 NOT NULL,
+    value      numeric NOT NULL,
+    PRIMARY KEY (counter_id, key, bucket)
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02,
+        autovacuum_vacuum_threshold = 1000);
+-- retention's scan: the oldest buckets of a counter
+CREATE INDEX counter_buckets_age ON counter_buckets (counter_id, bucket);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.counter_buckets', '');
+
+-- counter_add's cache follows bucket_us too.
+DROP TRIGGER counter_registry_changing ON @extschema@.counter_registry;
+DROP TRIGGER counter_registry_changed ON @extschema@.counter_registry;
+CREATE TRIGGER counter_registry_changing
+    BEFORE DELETE OR UPDATE OF id, name, shards, bucket_us OR TRUNCATE ON counter_registry
+    FOR EACH STATEMENT EXECUTE FUNCTION _counter_registry_changed();
+-- Row triggers, because logical replication's apply worker fires only row triggers; the
+-- statement trigger covers TRUNCATE (which has no row triggers). Repeated invalidations
+-- of one table within a command are merged by PostgreSQL.
+CREATE TRIGGER counter_registry_changed
+    AFTER INSERT OR DELETE OR UPDATE OF id, name, shards, bucket_us ON counter_registry
+    FOR EACH ROW EXECUTE FUNCTION _counter_registry_changed();
+ALTER TABLE @extschema@.counter_registry ENABLE ALWAYS TRIGGER counter_registry_changed;
+
+DROP FUNCTION @extschema@.counter_create(text, int4);
+DROP FUNCTION @extschema@.counter_add(text, text, int8, text);
+DROP FUNCTION @extschema@._counter_add_sql(text, text, int8, text);
+
+CREATE FUNCTION counter_create(name text, shards int4 DEFAULT 16, bucket interval DEFAULT NULL,
+                               retention interval DEFAULT NULL, mode text DEFAULT 'durable')
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    width_us int8 := 0;
+BEGIN
+    PERFORM @extschema@._counter_check_name(counter_create.name);
+    IF counter_create.shards IS NULL OR counter_create.shards NOT BETWEEN 1 AND 1024 THEN
+        PERFORM @extschema@._counter_raise('22023',
+            'invalid shard count: ' || COALESCE(counter_create.shards::text, 'NULL'),
+            'shards must be between 1 and 1024.');
+    END IF;
+    IF counter_create.mode IS DISTINCT FROM 'durable' THEN
+        PERFORM @extschema@._counter_raise('22023',
+            'invalid counter mode: ' || COALESCE(pg_catalog.quote_literal(counter_create.mode), 'NULL'),
+            'This version has one mode, ''durable'': every add is a row of its transaction.');
+    END IF;
+    IF counter_create.bucket IS NOT NULL THEN
+        IF counter_create.bucket NOT IN (interval '1 second', interval '1 minute', interval '1 hour', interval '1 day')
+           OR pg_catalog.date_part('month', counter_create.bucket) <> 0
+           OR pg_catalog.date_part('year', counter_create.bucket) <> 0 THEN
+            PERFORM @extschema@._counter_raise('22023',
+                'invalid bucket: ' || counter_create.bucket::text,
+                'A bucket is 1 second, 1 minute, 1 hour or 1 day.');
+        END IF;
+        width_us := (extract(epoch FROM counter_create.bucket) * 1000000)::int8;
+        IF @extschema@._counter_distributed() THEN
+            PERFORM @extschema@._counter_raise('0A000',
+                'bucketed counters are not available on a distributed (Citus) install',
+                'Create the counter without a bucket, or on a single node.');
+        END IF;
+    END IF;
+    IF counter_create.retention IS NOT NULL THEN
+        IF counter_create.bucket IS NULL THEN
+            PERFORM @extschema@._counter_raise('22023', 'a retention needs a bucket',
+                'Give the counter a bucket (1 second, 1 minute, 1 hour or 1 day) too.');
+        END IF;
+        IF counter_create.retention < counter_create.bucket
+           OR counter_create.retention > interval '36500 days'
+           OR pg_catalog.date_part('month', counter_create.retention) <> 0
+           OR pg_catalog.date_part('year', counter_create.retention) <> 0 THEN
+            PERFORM @extschema@._counter_raise('22023',
+                'invalid retention: ' || counter_create.retention::text,
+                'A retention is at least the bucket and at most 36500 days, in days, hours, minutes or seconds (no months or years).');
+        END IF;
+    END IF;
+    INSERT INTO @extschema@.counter_registry (name, shards, bucket, retention, bucket_us)
+    VALUES (counter_create.name, counter_create.shards, counter_create.bucket, counter_create.retention, width_us)
+    ON CONFLICT (name) DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_raise('42710',
+            pg_catalog.format('counter "%s" already exists', counter_create.name));
+    END IF;
+END
+$$;
+
+-- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
+-- the common case and calls this for everything else (request_id, bad arguments,
+-- unknown counter, missing privileges, a changed table layout); the two must agree.
+CREATE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text, at timestamptz)
+RETURNS bool LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    cid int4;
+    nshards int4;
+    width_us int8;
+    b int8 := 0;
+    now_ts timestamptz;
+    expired timestamptz;
+BEGIN
+    -- _counter_check_key, inlined on the hot path.
+    IF _counter_add_sql.key IS NULL OR pg_catalog.octet_length(_counter_add_sql.key) > 2000 THEN
+        PERFORM @extschema@._counter_check_key(_counter_add_sql.key);
+    END IF;
+    IF _counter_add_sql.delta IS NULL THEN
+        PERFORM @extschema@._counter_raise('22004', 'counter delta must not be NULL');
+    END IF;
+    -- Two statements, no lock: a concurrent drop leaves an orphan row that compaction
+    -- deletes. (On Citus the registry is read on this node and the INSERT goes to the
+    -- one shard of the key, in one round trip; an INSERT ... SELECT from the registry
+    -- would be pulled through this node and committed with two-phase commit.)
+    SELECT r.id, r.shards, r.bucket_us INTO cid, nshards, width_us
+    FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(_counter_add_sql.name);
+    END IF;
+    IF width_us > 0 THEN
+        IF NOT pg_catalog.isfinite(COALESCE(_counter_add_sql.at, now())) THEN
+            PERFORM @extschema@._counter_raise('22023',
+                pg_catalog.format('counter "%s": the time of an add must be finite, not %s', _counter_add_sql.name, _counter_add_sql.at));
+        END IF;
+        b := @extschema@._counter_bucket(COALESCE(_counter_add_sql.at, now()), width_us);
+    END IF;
+    IF _counter_add_sql.request_id IS NULL THEN
+        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta, bucket)
+        VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta, b);
+        RETURN true;
+    END IF;
+    IF pg_catalog.octet_length(_counter_add_sql.request_id) > 512 THEN
+        PERFORM @extschema@._counter_raise('22023',
+            pg_catalog.format('request_id is too long (%s bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)),
+            'A request_id is at most 512 bytes.');
+    END IF;
+    -- The primary key makes concurrent duplicates wait for each other: exactly one
+    -- commits a new row. An entry older than the retention is re-armed, as if purged.
+    -- (The times are computed first: Citus takes only constants in DO UPDATE.)
+    now_ts := now();
+    expired := now_ts - @extschema@._counter_retention();
+    INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id, added_at)
+    VALUES (cid, _counter_add_sql.request_id, now_ts)
+    ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now_ts
+        WHERE q.added_at < expired;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta, bucket)
+    VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta, b);
+    RETURN true;
+END
+$$;
+
+-- 0.2.0's signature: that version's library calls it, and it stays loaded in a running
+-- server until the restart after an upgrade.
+CREATE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text)
+RETURNS bool LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@._counter_add_sql(name, key, delta, request_id, NULL::timestamptz)
+$$;
+
+-- `at`: the time of the add, for a bucketed counter (default: the transaction's start,
+-- now()); plain counters ignore it.
+CREATE FUNCTION counter_add(name text, key text, delta int8 DEFAULT 1, request_id text DEFAULT NULL,
+                            at timestamptz DEFAULT NULL)
+RETURNS bool AS 'MODULE_PATHNAME', 'dc_counter_add' LANGUAGE C VOLATILE;
+
 -- Raise an ERROR for the counter functions, without the CONTEXT lines of the
 -- extension's own PL/pgSQL frames (a user's own frames below them stay):
 -- src/counters/raise.rs.
@@ -230,86 +416,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION counter_create(name text, shards int4 DEFAULT 16) RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-BEGIN
-    PERFORM @extschema@._counter_check_name(counter_create.name);
-    IF counter_create.shards IS NULL OR counter_create.shards NOT BETWEEN 1 AND 1024 THEN
-        PERFORM @extschema@._counter_raise('22023',
-            'invalid shard count: ' || COALESCE(counter_create.shards::text, 'NULL'),
-            'shards must be between 1 and 1024.');
-    END IF;
-    INSERT INTO @extschema@.counter_registry (name, shards)
-    VALUES (counter_create.name, counter_create.shards)
-    ON CONFLICT (name) DO NOTHING;
-    IF NOT FOUND THEN
-        PERFORM @extschema@._counter_raise('42710',
-            pg_catalog.format('counter "%s" already exists', counter_create.name));
-    END IF;
-END
-$$;
-
--- The write path, in SQL. counter_add (below, C) inserts the same delta row itself in
--- the common case and calls this for everything else (request_id, bad arguments,
--- unknown counter, missing privileges, a changed table layout); the two must agree.
-CREATE OR REPLACE FUNCTION _counter_add_sql(name text, key text, delta int8, request_id text)
-RETURNS bool LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    cid int4;
-    nshards int4;
-    now_ts timestamptz;
-    expired timestamptz;
-BEGIN
-    -- _counter_check_key, inlined on the hot path.
-    IF _counter_add_sql.key IS NULL OR pg_catalog.octet_length(_counter_add_sql.key) > 2000 THEN
-        PERFORM @extschema@._counter_check_key(_counter_add_sql.key);
-    END IF;
-    IF _counter_add_sql.delta IS NULL THEN
-        PERFORM @extschema@._counter_raise('22004', 'counter delta must not be NULL');
-    END IF;
-    -- Two statements, no lock: a concurrent drop leaves an orphan row that compaction
-    -- deletes. (On Citus the registry is read on this node and the INSERT goes to the
-    -- one shard of the key, in one round trip; an INSERT ... SELECT from the registry
-    -- would be pulled through this node and committed with two-phase commit.)
-    SELECT r.id, r.shards INTO cid, nshards
-    FROM @extschema@.counter_registry r WHERE r.name = _counter_add_sql.name;
-    IF NOT FOUND THEN
-        PERFORM @extschema@._counter_missing(_counter_add_sql.name);
-    END IF;
-    IF _counter_add_sql.request_id IS NULL THEN
-        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
-        VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta);
-        RETURN true;
-    END IF;
-    IF pg_catalog.octet_length(_counter_add_sql.request_id) > 512 THEN
-        PERFORM @extschema@._counter_raise('22023',
-            pg_catalog.format('request_id is too long (%s bytes)', pg_catalog.octet_length(_counter_add_sql.request_id)),
-            'A request_id is at most 512 bytes.');
-    END IF;
-    -- The primary key makes concurrent duplicates wait for each other: exactly one
-    -- commits a new row. An entry older than the retention is re-armed, as if purged.
-    -- (The times are computed first: Citus takes only constants in DO UPDATE.)
-    now_ts := now();
-    expired := now_ts - @extschema@._counter_retention();
-    INSERT INTO @extschema@.counter_requests AS q (counter_id, request_id, added_at)
-    VALUES (cid, _counter_add_sql.request_id, now_ts)
-    ON CONFLICT (counter_id, request_id) DO UPDATE SET added_at = now_ts
-        WHERE q.added_at < expired;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta)
-    VALUES (cid, (pg_catalog.pg_backend_pid() % nshards)::int2, _counter_add_sql.key, _counter_add_sql.delta);
-    RETURN true;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION counter_value(name text, key text) RETURNS int8
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
+    cid int4;
+    width_us int8;
+    h int8;
     result numeric;
 BEGIN
     -- _counter_check_key, inlined; an unknown counter is reported first.
@@ -321,16 +434,34 @@ BEGIN
         PERFORM @extschema@._counter_check_key(counter_value.key);
     END IF;
     -- One statement = one snapshot: a concurrent compaction moves rows from pending to
-    -- totals atomically, so the sum is exact. The pending rows of the key are one index
-    -- range (counter_id, key).
-    SELECT COALESCE((SELECT t.value FROM @extschema@.counter_totals t
-                     WHERE t.counter_id = r.id AND t.key = counter_value.key), 0)
-         + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                     WHERE p.counter_id = r.id AND p.key = counter_value.key), 0)
-    INTO result
+    -- totals (and buckets) atomically, so the sum is exact. The pending rows of the key
+    -- are one index range (counter_id, key). (A bucketed counter's value is read below.)
+    SELECT r.id, r.bucket_us,
+           CASE WHEN r.bucket_us = 0 THEN
+               COALESCE((SELECT t.value FROM @extschema@.counter_totals t
+                         WHERE t.counter_id = r.id AND t.key = counter_value.key), 0)
+             + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                         WHERE p.counter_id = r.id AND p.key = counter_value.key), 0) END
+    INTO cid, width_us, result
     FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_value.name);
+    END IF;
+    IF width_us > 0 THEN
+        SELECT @extschema@._counter_horizon(r.retention, r.bucket_us) INTO h
+        FROM @extschema@.counter_registry r WHERE r.id = cid;
+        -- A bucketed counter's total is the sum of its stored buckets (retention deletes
+        -- a bucket and subtracts it in one statement): those older than the retention,
+        -- not deleted yet, are taken off, and pending adds to them are left out.
+        SELECT COALESCE((SELECT t.value FROM @extschema@.counter_totals t
+                         WHERE t.counter_id = cid AND t.key = counter_value.key), 0)
+             - COALESCE((SELECT pg_catalog.sum(b.value) FROM @extschema@.counter_buckets b
+                         WHERE b.counter_id = cid AND b.key = counter_value.key
+                           AND b.bucket < h), 0)
+             + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                         WHERE p.counter_id = cid AND p.key = counter_value.key
+                           AND p.bucket >= h), 0)
+        INTO result;
     END IF;
     IF result BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
         RETURN result::int8;
@@ -345,8 +476,12 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $
 #variable_conflict use_column
 DECLARE
     cid int4;
+    width_us int8;
+    h int8;
 BEGIN
-    SELECT r.id INTO cid
+    SELECT r.id, r.bucket_us,
+           CASE WHEN r.bucket_us > 0 THEN @extschema@._counter_horizon(r.retention, r.bucket_us) END
+    INTO cid, width_us, h
     FROM @extschema@.counter_registry r WHERE r.name = counter_values.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_values.name);
@@ -372,6 +507,24 @@ BEGIN
                     ELSE @extschema@._counter_int8(counter_values.name, k.k, v.v) END
         FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
         LEFT JOIN v ON v.key = k.k
+        ORDER BY k.ord;
+        RETURN;
+    END IF;
+    IF width_us > 0 THEN
+        -- A bucketed counter (as counter_value): in the order given, one snapshot.
+        RETURN QUERY
+        SELECT k.k,
+               CASE WHEN s.v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN s.v::int8
+                    ELSE @extschema@._counter_int8(counter_values.name, k.k, s.v) END
+        FROM pg_catalog.unnest(counter_values.keys) WITH ORDINALITY AS k(k, ord)
+        LEFT JOIN @extschema@.counter_totals t ON t.counter_id = cid AND t.key = k.k
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(t.value, 0)
+                   - COALESCE((SELECT pg_catalog.sum(b.value) FROM @extschema@.counter_buckets b
+                               WHERE b.counter_id = cid AND b.key = k.k AND b.bucket < h), 0)
+                   + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                               WHERE p.counter_id = cid AND p.key = k.k AND p.bucket >= h), 0) AS v
+            OFFSET 0) AS s
         ORDER BY k.ord;
         RETURN;
     END IF;
@@ -405,17 +558,24 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
+    width_us int8;
     pending_sum numeric;
     created bool;
 BEGIN
     -- NO KEY UPDATE: a concurrent counter_drop waits for us (no orphan total row), and
     -- so does a compaction of the counter: both lock the registry row before the total
     -- rows, in that order, and this call may update the row's key count.
-    SELECT r.id INTO cid
+    SELECT r.id, r.bucket_us INTO cid, width_us
     FROM @extschema@.counter_registry r WHERE r.name = counter_set.name
     FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_set.name);
+    END IF;
+    IF width_us > 0 THEN
+        -- A value set now would be undone by retention, bucket by bucket.
+        PERFORM @extschema@._counter_raise('0A000',
+            pg_catalog.format('counter "%s" has buckets: counter_set applies to plain counters', counter_set.name),
+            hint => 'Add the difference with counter_add(), which dates it.');
     END IF;
     PERFORM @extschema@._counter_check_key(counter_set.key);
     IF counter_set.value IS NULL THEN
@@ -462,6 +622,8 @@ DECLARE
     moved_rows int8;
     new_ids int4[];
     new_keys int8[];
+    bucketed text := '';
+    plain_only text := '';
 BEGIN
     IF batch IS NULL OR batch < 1 THEN
         PERFORM @extschema@._counter_raise('22023', 'invalid compaction batch: ' || COALESCE(batch::text, 'NULL'),
@@ -479,17 +641,38 @@ BEGIN
         -- On Citus: the shards this node holds, on this node (section "Citus" below).
         RETURN @extschema@._counter_compact_local(cid, batch);
     END IF;
+    -- The buckets' part only where a bucketed counter exists, so that the privileges
+    -- (and row level security) compaction of plain counters needs stay what they were.
+    IF EXISTS (SELECT FROM @extschema@.counter_registry r
+               WHERE r.bucket_us > 0 AND (cid IS NULL OR r.id = cid)) THEN
+        bucketed := $b$
+    ), bucketed AS (
+        -- a bucketed counter's adds also go to their buckets (the total is their sum)
+        INSERT INTO @extschema@.counter_buckets AS b (counter_id, key, bucket, value)
+        SELECT m.counter_id, m.key, m.bucket, pg_catalog.sum(m.delta)
+        FROM moved m
+        WHERE m.counter_id IN (SELECT l.id FROM live l WHERE l.bucket_us > 0)
+        GROUP BY m.counter_id, m.key, m.bucket
+        ON CONFLICT (counter_id, key, bucket) DO UPDATE SET value = b.value + excluded.value$b$;
+    ELSE
+        -- without the buckets' part, only plain counters' rows: a bucketed counter
+        -- created since the check above waits for the next batch
+        plain_only := $p$
+          AND NOT EXISTS (SELECT FROM @extschema@.counter_registry r
+                          WHERE r.id = p.counter_id AND r.bucket_us > 0)$p$;
+    END IF;
+    EXECUTE pg_catalog.format($q$
     WITH picked AS (
         -- No row locks here (FOR UPDATE would WAL-log a lock per row on top of the
         -- delete): a row two compactions both pick is deleted, and RETURNed, by exactly
         -- one of them; the other waits for it and then skips the row.
         SELECT p.ctid AS tid FROM @extschema@.counter_pending p
-        WHERE cid IS NULL OR p.counter_id = cid
-        LIMIT batch
+        WHERE ($1 IS NULL OR p.counter_id = $1)%s
+        LIMIT $2
     ), moved AS (
         DELETE FROM @extschema@.counter_pending p
         WHERE p.ctid = ANY (ARRAY(SELECT tid FROM picked))
-        RETURNING p.counter_id, p.key, p.delta
+        RETURNING p.counter_id, p.key, p.delta, p.bucket
     ), per_counter AS (
         SELECT m.counter_id, pg_catalog.count(*) AS n FROM moved m GROUP BY m.counter_id
     ), live AS (
@@ -501,7 +684,7 @@ BEGIN
             rows_compacted = r.rows_compacted + pc.n
         FROM per_counter pc
         WHERE r.id = pc.counter_id
-        RETURNING r.id
+        RETURNING r.id, r.bucket_us%s
     ), folded AS (
         INSERT INTO @extschema@.counter_totals AS t (counter_id, key, value)
         SELECT m.counter_id, m.key, pg_catalog.sum(m.delta)
@@ -512,16 +695,17 @@ BEGIN
         RETURNING t.counter_id, (t.xmax OPERATOR(pg_catalog.=) 0) AS inserted
     )
     SELECT (SELECT pg_catalog.count(*) FROM moved), pg_catalog.array_agg(f.counter_id), pg_catalog.array_agg(f.n)
-    INTO moved_rows, new_ids, new_keys
     FROM (SELECT f.counter_id, pg_catalog.count(*) AS n FROM folded f WHERE f.inserted
-          GROUP BY f.counter_id) AS f;
+          GROUP BY f.counter_id) AS f $q$, plain_only, bucketed)
+    INTO moved_rows, new_ids, new_keys USING cid, batch;
     -- The keys that got their first total row (the registry rows are locked above).
     IF new_ids IS NOT NULL THEN
         UPDATE @extschema@.counter_registry r SET keys = r.keys + u.n
         FROM ROWS FROM (pg_catalog.unnest(new_ids), pg_catalog.unnest(new_keys)) AS u(id, n)
         WHERE r.id = u.id;
     END IF;
-    RETURN moved_rows;
+    -- Retention: buckets past it go, in the same bounded batches.
+    RETURN moved_rows + @extschema@._counter_expire(cid, batch);
 END
 $$;
 
@@ -560,13 +744,17 @@ LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path
 #variable_conflict use_column
 DECLARE
     cid int4;
+    width_us int8;
 BEGIN
     DELETE FROM @extschema@.counter_registry r WHERE r.name = counter_drop.name
-    RETURNING r.id INTO cid;
+    RETURNING r.id, r.bucket_us INTO cid, width_us;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_drop.name);
     END IF;
     DELETE FROM @extschema@.counter_totals t WHERE t.counter_id = cid;
+    IF width_us > 0 THEN
+        DELETE FROM @extschema@.counter_buckets b WHERE b.counter_id = cid;
+    END IF;
     DELETE FROM @extschema@.counter_requests q WHERE q.counter_id = cid;
     IF @extschema@._counter_distributed() THEN
         -- On Citus the pending rows are left to each node's compaction, which deletes
@@ -601,6 +789,351 @@ BEGIN
     )
     SELECT pg_catalog.count(*) INTO n FROM gone;
     RETURN n;
+END
+$$;
+
+-- floor(x / w) for an integral numeric x and w > 0, exactly (numeric division would
+-- round the quotient first).
+CREATE FUNCTION _counter_div_floor(x numeric, w int8) RETURNS int8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT (pg_catalog.div(x, w::numeric)
+              OPERATOR(pg_catalog.-) CASE WHEN pg_catalog.mod(x, w::numeric) OPERATOR(pg_catalog.<) 0
+                                          THEN 1 ELSE 0 END)::int8
+$$;
+
+-- The bucket of time `at` for buckets of `width_us` microseconds: floor(microseconds
+-- since 1970-01-01 00:00 UTC / width_us). An absolute count, so no TimeZone or DST rule
+-- moves a boundary: day buckets start at 00:00 UTC. (The C fast path computes the same.)
+CREATE FUNCTION _counter_bucket(at timestamptz, width_us int8) RETURNS int8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@._counter_div_floor(extract(epoch FROM at) OPERATOR(pg_catalog.*) 1000000, width_us)
+$$;
+
+-- The start of bucket `b` of `width_us`-microsecond buckets.
+CREATE FUNCTION _counter_bucket_start(b int8, width_us int8) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.to_timestamp((b::numeric OPERATOR(pg_catalog.*) width_us
+                                      OPERATOR(pg_catalog./) 1000000)::float8)
+$$;
+
+-- The oldest retained bucket of a counter: the bucket holding the time `retention`
+-- before the start of the current statement (retention as a span of microseconds, a
+-- day being 86,400 s: no TimeZone or DST rule changes it); int8's minimum when there is
+-- no retention. Reads leave out older buckets, whether or not the worker has deleted
+-- them yet. The statement's time, not the transaction's: the worker deletes a bucket
+-- only once it is older than that as of its own later start, so a read's snapshot
+-- either still holds a bucket it counts as retained, or was taken after a deletion of
+-- a bucket it counts as expired too.
+CREATE FUNCTION _counter_horizon(retention interval, width_us int8) RETURNS int8
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN retention IS NULL OR width_us OPERATOR(pg_catalog.=) 0
+                  THEN '-9223372036854775808'::int8
+                  ELSE @extschema@._counter_div_floor(
+                           (extract(epoch FROM pg_catalog.statement_timestamp())
+                            OPERATOR(pg_catalog.-) extract(epoch FROM retention))
+                           OPERATOR(pg_catalog.*) 1000000, width_us) END
+$$;
+
+-- The number of buckets in `width` for a counter with buckets of `width_us` (22023 when
+-- the counter has no bucket, or width is not a positive multiple of it).
+CREATE FUNCTION _counter_window_buckets(name text, width_us int8, width interval) RETURNS int8
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w numeric;
+BEGIN
+    IF width_us = 0 THEN
+        PERFORM @extschema@._counter_raise('22023',
+            pg_catalog.format('counter "%s" has no bucket', name),
+            hint => 'Windows and series need a counter created with a bucket: counter_create(name, bucket => ''1 minute'').');
+    END IF;
+    IF width IS NULL THEN
+        PERFORM @extschema@._counter_raise('22004', 'the window width must not be NULL');
+    END IF;
+    w := extract(epoch FROM width) * 1000000;
+    IF w <= 0 OR w % width_us <> 0 OR pg_catalog.date_part('month', width) <> 0
+       OR pg_catalog.date_part('year', width) <> 0 THEN
+        PERFORM @extschema@._counter_raise('22023',
+            pg_catalog.format('counter "%s": a window of %s is not a positive multiple of its bucket', name, width),
+            hint => 'Use a width of whole buckets, in days, hours, minutes or seconds.');
+    END IF;
+    RETURN (w / width_us)::int8;
+END
+$$;
+
+-- The exact sum of the width/bucket most recent buckets up to and including the bucket
+-- holding `ending`, of the retained ones.
+CREATE FUNCTION counter_window(name text, key text, width interval, ending timestamptz DEFAULT now())
+RETURNS int8
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    c record;
+    lo int8;
+    hi int8;
+    result numeric;
+BEGIN
+    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h INTO c
+    FROM @extschema@.counter_registry r WHERE r.name = counter_window.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_window.name);
+    END IF;
+    PERFORM @extschema@._counter_check_key(counter_window.key);
+    IF ending IS NULL OR NOT pg_catalog.isfinite(ending) THEN
+        PERFORM @extschema@._counter_raise('22023', 'the end of a window must be a finite time');
+    END IF;
+    lo := @extschema@._counter_window_buckets(counter_window.name, c.bucket_us, width);
+    hi := @extschema@._counter_bucket(ending, c.bucket_us);
+    lo := GREATEST(hi - lo + 1, c.h);
+    SELECT COALESCE((SELECT pg_catalog.sum(b.value) FROM @extschema@.counter_buckets b
+                     WHERE b.counter_id = c.id AND b.key = counter_window.key
+                       AND b.bucket BETWEEN lo AND hi), 0)
+         + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                     WHERE p.counter_id = c.id AND p.key = counter_window.key
+                       AND p.bucket BETWEEN lo AND hi), 0)
+    INTO result;
+    IF result BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+        RETURN result::int8;
+    END IF;
+    RETURN @extschema@._counter_int8(counter_window.name, counter_window.key, result);
+END
+$$;
+
+-- One row per bucket overlapping [start, stop), zeros included, ascending; buckets
+-- older than the retention read 0. At most 1,000,000 rows (22023 beyond).
+CREATE FUNCTION counter_series(name text, key text, start timestamptz, stop timestamptz)
+RETURNS TABLE (bucket_start timestamptz, value int8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    c record;
+    lo int8;
+    hi int8;
+BEGIN
+    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h INTO c
+    FROM @extschema@.counter_registry r WHERE r.name = counter_series.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_series.name);
+    END IF;
+    PERFORM @extschema@._counter_check_key(counter_series.key);
+    -- (22023 for a counter without a bucket: a day is whole buckets of every width)
+    PERFORM @extschema@._counter_window_buckets(counter_series.name, c.bucket_us, interval '1 day');
+    IF start IS NULL OR stop IS NULL OR NOT pg_catalog.isfinite(start) OR NOT pg_catalog.isfinite(stop) THEN
+        PERFORM @extschema@._counter_raise('22023', 'the start and stop of a series must be finite times');
+    END IF;
+    IF stop <= start THEN
+        RETURN;
+    END IF;
+    lo := @extschema@._counter_bucket(start, c.bucket_us);
+    -- the bucket holding the last microsecond before stop
+    hi := @extschema@._counter_bucket(stop - interval '1 microsecond', c.bucket_us);
+    IF hi - lo >= 1000000 THEN
+        PERFORM @extschema@._counter_raise('22023',
+            pg_catalog.format('a series of %s buckets is too long', hi - lo + 1),
+            hint => 'Ask for at most 1000000 buckets at a time.');
+    END IF;
+    RETURN QUERY
+    WITH v AS (
+        SELECT u.bucket, pg_catalog.sum(u.v) AS v FROM (
+            SELECT b.bucket, b.value AS v FROM @extschema@.counter_buckets b
+            WHERE b.counter_id = c.id AND b.key = counter_series.key
+              AND b.bucket BETWEEN GREATEST(lo, c.h) AND hi
+            UNION ALL
+            SELECT p.bucket, p.delta FROM @extschema@.counter_pending p
+            WHERE p.counter_id = c.id AND p.key = counter_series.key
+              AND p.bucket BETWEEN GREATEST(lo, c.h) AND hi) AS u
+        GROUP BY u.bucket)
+    SELECT @extschema@._counter_bucket_start(g.b, c.bucket_us),
+           CASE WHEN COALESCE(v.v, 0) BETWEEN -9223372036854775808 AND 9223372036854775807
+                THEN COALESCE(v.v, 0)::int8
+                ELSE @extschema@._counter_int8(counter_series.name, counter_series.key, v.v) END
+    FROM pg_catalog.generate_series(lo, hi) AS g(b)
+    LEFT JOIN v ON v.bucket = g.b
+    ORDER BY g.b;
+END
+$$;
+
+-- The n largest keys, exact (pending rows included), ties by key: over everything the
+-- counter holds (all time, or the retained buckets), or over a window of the most recent
+-- buckets (width, as counter_window; bucketed counters only).
+--
+-- Without a width it reads counter_totals by (counter_id, value DESC, key) from the top:
+-- a key with no pending rows (and no expired bucket not deleted yet) is exact there, so
+-- the first n such keys are merged with the exact values of the others (a short list:
+-- compaction keeps the pending rows to about a second of adds). With a width it sums the
+-- window's buckets of every key (a scan of the window).
+CREATE FUNCTION counter_top(name text, n int4 DEFAULT 10, width interval DEFAULT NULL)
+RETURNS TABLE (key text, value int8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    c record;
+    lo int8;
+    hi int8;
+    dirty text[];
+BEGIN
+    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h INTO c
+    FROM @extschema@.counter_registry r WHERE r.name = counter_top.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._counter_missing(counter_top.name);
+    END IF;
+    IF n IS NULL OR n < 1 THEN
+        PERFORM @extschema@._counter_raise('22023', 'invalid n: ' || COALESCE(n::text, 'NULL'),
+            'n is the number of keys to return, at least 1.');
+    END IF;
+    IF width IS NOT NULL THEN
+        lo := @extschema@._counter_window_buckets(counter_top.name, c.bucket_us, width);
+        hi := @extschema@._counter_bucket(now(), c.bucket_us);
+        lo := GREATEST(hi - lo + 1, c.h);
+        RETURN QUERY
+        SELECT u.key,
+               CASE WHEN pg_catalog.sum(u.v) BETWEEN -9223372036854775808 AND 9223372036854775807
+                    THEN pg_catalog.sum(u.v)::int8
+                    ELSE @extschema@._counter_int8(counter_top.name, u.key, pg_catalog.sum(u.v)) END
+        FROM (SELECT b.key, b.value AS v FROM @extschema@.counter_buckets b
+              WHERE b.counter_id = c.id AND b.bucket BETWEEN lo AND hi
+              UNION ALL
+              SELECT p.key, p.delta FROM @extschema@.counter_pending p
+              WHERE p.counter_id = c.id AND p.bucket BETWEEN lo AND hi) AS u
+        GROUP BY u.key
+        ORDER BY pg_catalog.sum(u.v) DESC, u.key
+        LIMIT n;
+        RETURN;
+    END IF;
+    IF @extschema@._counter_distributed() THEN
+        -- On Citus: grouped by key on the shards, ordered and cut here.
+        RETURN QUERY
+        SELECT u.key,
+               CASE WHEN pg_catalog.sum(u.v) BETWEEN -9223372036854775808 AND 9223372036854775807
+                    THEN pg_catalog.sum(u.v)::int8
+                    ELSE @extschema@._counter_int8(counter_top.name, u.key, pg_catalog.sum(u.v)) END
+        FROM (SELECT t.key, t.value AS v FROM @extschema@.counter_totals t WHERE t.counter_id = c.id
+              UNION ALL
+              SELECT p.key, p.delta FROM @extschema@.counter_pending p WHERE p.counter_id = c.id) AS u
+        GROUP BY u.key
+        ORDER BY pg_catalog.sum(u.v) DESC, u.key
+        LIMIT n;
+        RETURN;
+    END IF;
+    IF c.bucket_us = 0 THEN
+        -- A plain counter: the keys with pending rows are the inexact ones; their pending
+        -- sums come from one scan of the counter's pending rows.
+        RETURN QUERY
+        WITH dirty AS MATERIALIZED (
+            SELECT p.key, pg_catalog.sum(p.delta) AS d
+            FROM @extschema@.counter_pending p WHERE p.counter_id = c.id GROUP BY p.key
+        ), candidates AS (
+            SELECT d.key, COALESCE(t.value, 0) + d.d AS v
+            FROM dirty d
+            LEFT JOIN @extschema@.counter_totals t ON t.counter_id = c.id AND t.key = d.key
+            UNION ALL
+            -- (NOT IN over a hashed subplan: a filter on the ordered index scan, which
+            -- stops after n rows)
+            (SELECT t.key, t.value FROM @extschema@.counter_totals t
+             WHERE t.counter_id = c.id AND t.key NOT IN (SELECT d.key FROM dirty d)
+             ORDER BY t.value DESC, t.key
+             LIMIT n)
+        )
+        SELECT x.key,
+               CASE WHEN x.v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN x.v::int8
+                    ELSE @extschema@._counter_int8(counter_top.name, x.key, x.v) END
+        FROM candidates x
+        ORDER BY x.v DESC, x.key
+        LIMIT n;
+        RETURN;
+    END IF;
+    -- A bucketed counter: also the keys with stored buckets older than the retention
+    -- (not deleted yet), which are taken off, and pending adds to them left out. One
+    -- statement, one snapshot.
+    RETURN QUERY
+    WITH dirty AS MATERIALIZED (
+        SELECT u.key, pg_catalog.sum(u.d) AS d
+        FROM (SELECT p.key, CASE WHEN p.bucket >= c.h THEN p.delta ELSE 0 END::numeric AS d
+              FROM @extschema@.counter_pending p WHERE p.counter_id = c.id
+              UNION ALL
+              SELECT b.key, -b.value FROM @extschema@.counter_buckets b
+              WHERE b.counter_id = c.id AND b.bucket < c.h) AS u
+        GROUP BY u.key
+    ), candidates AS (
+        SELECT d.key, COALESCE(t.value, 0) + d.d AS v
+        FROM dirty d
+        LEFT JOIN @extschema@.counter_totals t ON t.counter_id = c.id AND t.key = d.key
+        UNION ALL
+        (SELECT t.key, t.value FROM @extschema@.counter_totals t
+         WHERE t.counter_id = c.id AND t.key NOT IN (SELECT d.key FROM dirty d)
+         ORDER BY t.value DESC, t.key
+         LIMIT n)
+    )
+    SELECT x.key,
+           CASE WHEN x.v BETWEEN -9223372036854775808 AND 9223372036854775807 THEN x.v::int8
+                ELSE @extschema@._counter_int8(counter_top.name, x.key, x.v) END
+    FROM candidates x
+    ORDER BY x.v DESC, x.key
+    LIMIT n;
+END
+$$;
+
+-- Retention (for counter_compact_batch, which holds the compaction lock): deletes at most
+-- `batch` stored buckets older than their counter's retention (of one counter, or of all
+-- when cid is NULL) and subtracts them from the keys' totals, in one statement per
+-- counter, so a read sees a bucket either stored and counted in the total or gone from
+-- both. A key left without buckets loses its total row (it is 0), so keys that stop
+-- being added to leave no rows behind: storage stays bounded under constant load.
+-- Buckets older than the retention as of this transaction's start (less a second) are
+-- deleted; reads leave out those older than it as of their statement's start
+-- (_counter_horizon), which is later for every read that can see the deletion.
+CREATE FUNCTION _counter_expire(cid int4, batch int4) RETURNS int8
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    h int8;
+    n int8;
+    done int8 := 0;
+    emptied text[];
+    gone int8;
+BEGIN
+    FOR c IN SELECT r.id, r.retention, r.bucket_us FROM @extschema@.counter_registry r
+             WHERE r.retention IS NOT NULL AND r.bucket_us > 0 AND (cid IS NULL OR r.id = cid)
+             ORDER BY r.id LOOP
+        -- (the worker's transaction started before any read that sees what it deletes;
+        -- one second more for a clock that steps back)
+        h := @extschema@._counter_div_floor(
+                 (extract(epoch FROM now()) - extract(epoch FROM c.retention) - 1) * 1000000, c.bucket_us);
+        CONTINUE WHEN NOT EXISTS (SELECT FROM @extschema@.counter_buckets b
+                                  WHERE b.counter_id = c.id AND b.bucket < h);
+        -- the registry row first, as compaction and counter_set lock it (a concurrent
+        -- counter_drop wins or waits)
+        PERFORM FROM @extschema@.counter_registry r WHERE r.id = c.id FOR NO KEY UPDATE;
+        CONTINUE WHEN NOT FOUND;
+        WITH old AS (
+            DELETE FROM @extschema@.counter_buckets b
+            WHERE b.ctid = ANY (ARRAY(SELECT b2.ctid FROM @extschema@.counter_buckets b2
+                                      WHERE b2.counter_id = c.id AND b2.bucket < h
+                                      LIMIT batch - done))
+            RETURNING b.key, b.value
+        ), per_key AS (
+            SELECT o.key, pg_catalog.sum(o.value) AS v FROM old o GROUP BY o.key
+        ), subtracted AS (
+            UPDATE @extschema@.counter_totals t SET value = t.value - pk.v
+            FROM per_key pk WHERE t.counter_id = c.id AND t.key = pk.key
+        )
+        SELECT (SELECT pg_catalog.count(*) FROM old), pg_catalog.array_agg(pk.key)
+        INTO n, emptied FROM per_key pk;
+        -- (a new statement: it sees the deletion above)
+        WITH g AS (
+            DELETE FROM @extschema@.counter_totals t
+            WHERE t.counter_id = c.id AND t.key = ANY (emptied) AND t.value = 0
+              AND NOT EXISTS (SELECT FROM @extschema@.counter_buckets b
+                              WHERE b.counter_id = c.id AND b.key = t.key)
+            RETURNING 1
+        )
+        SELECT pg_catalog.count(*) INTO gone FROM g;
+        IF gone > 0 THEN
+            UPDATE @extschema@.counter_registry r SET keys = r.keys - gone WHERE r.id = c.id;
+        END IF;
+        done := done + n;
+        EXIT WHEN done >= batch;
+    END LOOP;
+    RETURN done;
 END
 $$;
 
@@ -831,6 +1364,13 @@ BEGIN
         PERFORM @extschema@._counter_raise('55000', 'counter_distribute() runs on the Citus coordinator');
     END IF;
     IF NOT @extschema@._counter_distributed() THEN
+        -- (SHARE: a counter_create running now commits first, and is seen below)
+        LOCK TABLE @extschema@.counter_registry IN SHARE MODE;
+        IF EXISTS (SELECT FROM @extschema@.counter_registry r WHERE r.bucket_us > 0) THEN
+            PERFORM @extschema@._counter_raise('0A000',
+                'counter_distribute(): bucketed counters are not available on a distributed (Citus) install',
+                hint => 'Drop the bucketed counters first (counter_drop), or keep this install on one node.');
+        END IF;
         PERFORM @extschema@._counter_distribute_tables();
     END IF;
     -- counter_stats in its cluster-wide form on every node: here, and on the workers
@@ -857,15 +1397,22 @@ BEGIN
     PERFORM pg_catalog.create_distributed_table('@extschema@.counter_totals', 'key', colocate_with => 'none');
     PERFORM pg_catalog.create_distributed_table('@extschema@.counter_pending', 'key',
                                                 colocate_with => '@extschema@.counter_totals');
+    -- (no bucketed counters on Citus: empty, distributed so that reads of one key, which
+    -- name it, stay single-shard statements)
+    PERFORM pg_catalog.create_distributed_table('@extschema@.counter_buckets', 'key',
+                                                colocate_with => '@extschema@.counter_totals');
     PERFORM pg_catalog.create_distributed_table('@extschema@.counter_requests', 'request_id', colocate_with => 'none');
     -- The rows were copied into the shards; the coordinator's local copies go.
     PERFORM pg_catalog.truncate_local_data_after_distributing_table(t)
     FROM pg_catalog.unnest(ARRAY['@extschema@.counter_registry', '@extschema@.counter_totals',
-                                 '@extschema@.counter_pending', '@extschema@.counter_requests']::pg_catalog.regclass[]) AS t;
+                                 '@extschema@.counter_pending', '@extschema@.counter_buckets',
+                                 '@extschema@.counter_requests']::pg_catalog.regclass[]) AS t;
 END
 $$;
 
 SELECT @extschema@._counter_define_stats_view();
+COMMENT ON FUNCTION counter_distribute() IS
+    'makes the counter tables Citus tables (registry: reference table; rows: distributed by key); run once on the coordinator';
 
 -- 3. rate_limit() (sql/rate_limit.sql, the same text).
 -- rate_limit: a GCRA token bucket per key, its state in shared memory (src/rate_limit.rs,

@@ -113,20 +113,29 @@ pub unsafe fn vacuum_relation(relid: pg_sys::Oid) {
 }
 
 /// The dead rows the cumulative statistics system counts in `relid` (0 when it has no
-/// entry). The field was renamed in PostgreSQL 16.
+/// entry).
 ///
 /// # Safety
 /// Call inside a transaction; the caller clears the statistics snapshot afterwards.
 pub unsafe fn dead_tuples(relid: pg_sys::Oid) -> i64 {
+    unsafe { tuples(relid).1 }
+}
+
+/// (live, dead) tuples of a table in the cumulative statistics (0, 0 when it has none).
+/// The fields were renamed in PostgreSQL 16.
+///
+/// # Safety
+/// Call inside a transaction; the caller clears the statistics snapshot afterwards.
+pub unsafe fn tuples(relid: pg_sys::Oid) -> (i64, i64) {
     unsafe {
         let entry = pg_sys::pgstat_fetch_stat_tabentry(relid);
         if entry.is_null() {
-            return 0;
+            return (0, 0);
         }
         #[cfg(feature = "pg18")]
-        let dead = (*entry).dead_tuples;
+        let counts = ((*entry).live_tuples, (*entry).dead_tuples);
         #[cfg(not(feature = "pg18"))]
-        let dead = (*entry).n_dead_tuples;
-        dead
+        let counts = ((*entry).n_live_tuples, (*entry).n_dead_tuples);
+        counts
     }
 }

@@ -30,7 +30,7 @@
 //! the following statements of the transaction and goes away on rollback; WAL and
 //! logical decoding see an ordinary heap insert.
 
-use crate::fmgr::{arg, datum_bool};
+use crate::fmgr::{arg, datum_bool, nargs};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -50,13 +50,15 @@ crate::sql_function! {
         unsafe {
             let fn_oid = (*(*fcinfo).flinfo).fn_oid;
             let rels = resolve(fn_oid);
+            // `at` (argument 5) is NULL or a time; NULL means the transaction's start
+            let at = if nargs(fcinfo) >= 5 { arg(fcinfo, 4) } else { None };
             if let (Some(rels), Some(name), Some(key), Some(delta), None) =
                 (rels, arg(fcinfo, 0), arg(fcinfo, 1), arg(fcinfo, 2), arg(fcinfo, 3))
             {
                 let key = pg_sys::pg_detoast_datum_packed(key.cast_mut_ptr());
                 if !rels.citus
                     && varlena_len(key) <= KEY_MAX_BYTES
-                    && fast_insert(&rels, name, key, delta)
+                    && fast_insert(&rels, name, key, delta, at)
                 {
                     return datum_bool(true);
                 }
@@ -68,6 +70,28 @@ crate::sql_function! {
             sql_path(fcinfo, namespace)
         }
     }
+}
+
+/// What the fast path needs of a counter: its id, shard count and bucket width in
+/// microseconds (0: a plain counter).
+#[derive(Clone, Copy)]
+struct Counter {
+    id: i32,
+    shards: i32,
+    bucket_us: i64,
+}
+
+/// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's timestamp epoch), both UTC.
+const UNIX_TO_PG_EPOCH_US: i128 = 946_684_800_000_000;
+
+/// The bucket of a timestamptz for buckets of `bucket_us` microseconds: floor(µs since
+/// 1970-01-01 UTC / bucket_us), as `_counter_bucket` computes it in SQL. None for the
+/// infinities (the SQL path reports them).
+fn bucket_of(ts: i64, bucket_us: i64) -> Option<i64> {
+    if ts == i64::MIN || ts == i64::MAX || bucket_us <= 0 {
+        return None;
+    }
+    i64::try_from((ts as i128 + UNIX_TO_PG_EPOCH_US).div_euclid(bucket_us as i128)).ok()
 }
 
 /// Where the extension's tables are, for the schema `counter_add` lives in.
@@ -90,7 +114,7 @@ struct Rels {
 #[derive(Default)]
 struct Cache {
     rels: Option<Rels>,
-    counters: HashMap<Box<[u8]>, (i32, i32)>,
+    counters: HashMap<Box<[u8]>, Counter>,
 }
 
 thread_local! {
@@ -161,7 +185,7 @@ unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
 /// drop or re-create whose invalidation was already consumed; such transactions neither
 /// use nor fill the cache (and keep the SQL path's read of the registry row, with its
 /// predicate lock under SERIALIZABLE).
-unsafe fn find_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
+unsafe fn find_counter(rels: &Rels, name: pg_sys::Datum) -> Option<Counter> {
     unsafe {
         let detoasted = pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(name.cast_mut_ptr()));
         if std::ptr::read_volatile(&raw const pg_sys::XactIsoLevel)
@@ -245,19 +269,23 @@ unsafe fn has_columns(rel: pg_sys::Relation, types: &[pg_sys::Oid], exact: bool)
     }
 }
 
-/// The counter's (id, shards), looked up through the registry's unique name index with
-/// a fresh snapshot (what the PL/pgSQL statement sees), or None.
-unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)> {
+/// The counter's id, shards and bucket width, looked up through the registry's unique
+/// name index with a fresh snapshot (what the PL/pgSQL statement sees), or None.
+unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<Counter> {
     unsafe {
         let registry =
             pg_sys::table_open(rels.registry, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let desc = (*registry).rd_att;
-        // id, name, shards
+        // id, name, shards first; bucket_us (int8) by name
+        let bucket_att = pg_sys::get_attnum(rels.registry, c"bucket_us".as_ptr());
         let layout_ok = has_columns(
             registry,
             &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT4OID],
             false,
-        );
+        ) && bucket_att > 0
+            && crate::pg_compat::attributes(desc)
+                .get(bucket_att as usize - 1)
+                .is_some_and(|a| !a.attisdropped && a.atttypid == pg_sys::INT8OID);
         let mut found = None;
         if layout_ok {
             // Compare with the column's collation, which the unique index was built with.
@@ -278,13 +306,18 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<(i32, i32)>
                 pg_sys::systable_beginscan(registry, rels.name_index, true, snapshot, 1, &mut key);
             let tuple = pg_sys::systable_getnext(scan);
             if !tuple.is_null() {
-                let mut values = [pg_sys::Datum::from(0usize); 3];
-                let mut nulls = [true; 3];
-                for (i, (v, n)) in values.iter_mut().zip(nulls.iter_mut()).enumerate() {
-                    *v = pgrx::pg_sys::heap_getattr(tuple, i as i32 + 1, desc, n);
+                let mut values = [pg_sys::Datum::from(0usize); 4];
+                let mut nulls = [true; 4];
+                let atts = [1, 2, 3, bucket_att as i32];
+                for ((v, n), att) in values.iter_mut().zip(nulls.iter_mut()).zip(atts) {
+                    *v = pgrx::pg_sys::heap_getattr(tuple, att, desc, n);
                 }
-                if !nulls[0] && !nulls[2] {
-                    found = Some((values[0].value() as i32, values[2].value() as i32));
+                if !nulls[0] && !nulls[2] && !nulls[3] {
+                    found = Some(Counter {
+                        id: values[0].value() as i32,
+                        shards: values[2].value() as i32,
+                        bucket_us: values[3].value() as i64,
+                    });
                 }
             }
             pg_sys::systable_endscan(scan);
@@ -308,7 +341,7 @@ unsafe fn row_security_applies(rel: pg_sys::Oid) -> bool {
 /// Whether `counter_pending` is still the plain heap table sql/counters.sql creates, so
 /// that one heap + index insert is exactly what the SQL path's INSERT would do: no
 /// trigger (foreign keys included), rule, CHECK constraint, identity or generated
-/// column, partitioning or other table access method; exactly its five columns.
+/// column, partitioning or other table access method; exactly its six columns.
 unsafe fn pending_is_plain(pending: pg_sys::Relation) -> bool {
     unsafe {
         let class = (*pending).rd_rel;
@@ -319,6 +352,7 @@ unsafe fn pending_is_plain(pending: pg_sys::Relation) -> bool {
             pg_sys::TEXTOID,        // key
             pg_sys::INT8OID,        // delta
             pg_sys::TIMESTAMPTZOID, // added_at
+            pg_sys::INT8OID,        // bucket
         ];
         (*class).relkind as u8 == pg_sys::RELKIND_RELATION
             && !(*class).relispartition
@@ -346,6 +380,7 @@ unsafe fn fast_insert(
     name: pg_sys::Datum,
     key: *mut pg_sys::varlena,
     delta: pg_sys::Datum,
+    at: Option<pg_sys::Datum>,
 ) -> bool {
     unsafe {
         // A read-only transaction (or a standby) gets the SQL path's 25006; a loaded
@@ -374,12 +409,26 @@ unsafe fn fast_insert(
         if STALE.get() {
             return false; // the next call starts from an empty cache
         }
-        let Some((counter_id, shards)) = find_counter(rels, name) else {
+        let Some(Counter {
+            id: counter_id,
+            shards,
+            bucket_us,
+        }) = find_counter(rels, name)
+        else {
             return false;
         };
         if shards < 1 {
             return false;
         }
+        let now = pg_sys::GetCurrentTransactionStartTimestamp();
+        let bucket = if bucket_us == 0 {
+            0
+        } else {
+            match bucket_of(at.map_or(now, |d| d.value() as i64), bucket_us) {
+                Some(b) => b,
+                None => return false,
+            }
+        };
         let pending = pg_sys::table_open(rels.pending, pg_sys::NoLock as pg_sys::LOCKMODE);
         let mut inserted = false;
         if pending_is_plain(pending) {
@@ -400,9 +449,10 @@ unsafe fn fast_insert(
                     pg_sys::Datum::from(shard),
                     pg_sys::Datum::from(key),
                     delta,
-                    pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp()),
+                    pg_sys::Datum::from(now),
+                    pg_sys::Datum::from(bucket),
                 ];
-                let mut nulls = [false; 5];
+                let mut nulls = [false; 6];
                 let tuple = pg_sys::heap_form_tuple(
                     (*pending).rd_att,
                     values.as_mut_ptr(),
@@ -420,7 +470,7 @@ unsafe fn fast_insert(
     }
 }
 
-/// The general path: `<schema>._counter_add_sql(name, key, delta, request_id)`, called
+/// The general path: `<schema>._counter_add_sql(name, key, delta, request_id, at)`, called
 /// through fmgr with this call's arguments and collation. Not through SPI: an SPI
 /// statement would add a CONTEXT line ("SQL statement "SELECT ..."") to the errors the
 /// SQL path raises, which `_counter_raise` keeps to one clear message (raise.rs).
@@ -436,8 +486,15 @@ unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> 
             pg_sys::TEXTOID,
             pg_sys::INT8OID,
             pg_sys::TEXTOID,
+            pg_sys::TIMESTAMPTZOID,
         ];
-        let target = pg_sys::LookupFuncName(names, 4, argtypes.as_ptr(), false);
+        // (before ALTER EXTENSION ... UPDATE to 0.3.0 the schema has the 4-argument
+        // _counter_add_sql of 0.2.0, which this library keeps working with)
+        let mut target = pg_sys::LookupFuncName(names, 5, argtypes.as_ptr(), true);
+        if target == pg_sys::InvalidOid {
+            target = pg_sys::LookupFuncName(names, 4, argtypes.as_ptr(), false);
+        }
+        let nargs = pg_sys::get_func_nargs(target) as usize;
         let flinfo =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()).cast::<pg_sys::FmgrInfo>();
         pg_sys::fmgr_info(target, flinfo);
@@ -446,10 +503,16 @@ unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> 
         let call = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
         (*call).flinfo = flinfo;
         (*call).fncollation = (*fcinfo).fncollation;
-        (*call).nargs = argtypes.len() as i16;
+        (*call).nargs = nargs as i16;
+        // (a call through an older 4-argument declaration has no `at`: NULL)
         let from = (*fcinfo).args.as_slice((*fcinfo).nargs as usize);
-        let to = (*call).args.as_mut_slice(argtypes.len());
-        to.copy_from_slice(&from[..argtypes.len()]);
+        let to = (*call).args.as_mut_slice(nargs.min(argtypes.len()));
+        for (i, slot) in to.iter_mut().enumerate() {
+            *slot = from.get(i).copied().unwrap_or(pg_sys::NullableDatum {
+                value: pg_sys::Datum::from(0usize),
+                isnull: true,
+            });
+        }
         let func = (*flinfo).fn_addr.expect("fmgr_info sets fn_addr");
         let result = func(call);
         datum_bool(!(*call).isnull && result.value() != 0)

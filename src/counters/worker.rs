@@ -7,7 +7,11 @@
 //! batches come back full; every so often purge expired request ids; after every
 //! 50,000 folded rows (its own, or 50,000 dead rows in the statistics, which counts
 //! those of `counter_compact()` calls too) vacuum `counter_pending` (see
-//! `VACUUM_EVERY_ROWS`). Passes start
+//! `VACUUM_EVERY_ROWS`), and, at most every 10 s, `counter_totals` and `counter_buckets`
+//! when the statistics count 50,000 dead rows (and a fifth of the live ones) in them
+//! (folds update totals, retention
+//! deletes buckets, faster than autovacuum's once-a-minute look keeps up with). The
+//! counter_compact_batch call also enforces bucketed counters' retention. Passes start
 //! every `compact_interval` (the latch wait is what is left of the interval after a
 //! pass). It rereads the configuration on SIGHUP, exits on SIGTERM (exit code 1:
 //! restarted after 5 s unless the server is shutting down), idles while
@@ -212,6 +216,7 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
     let mut last_purge: Option<Instant> = None;
     let mut rows_since_vacuum: i64 = 0;
     let mut last_vacuum = Instant::now();
+    let mut last_row_vacuum = Instant::now();
     while !shutdown_requested() {
         reload_config_if_asked();
         // Passes start at a fixed rate (every compact_interval from the start of the
@@ -228,11 +233,25 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
             // call for a vacuum.)
             let due = rows_since_vacuum >= VACUUM_EVERY_ROWS
                 || (last_vacuum.elapsed() >= STATS_VACUUM_GAP
-                    && pending_dead_rows() >= VACUUM_EVERY_ROWS);
+                    && dead_rows(RowTable::Pending) >= VACUUM_EVERY_ROWS);
             if due && !shutdown_requested() {
-                vacuum_pending();
+                vacuum_table(RowTable::Pending);
                 rows_since_vacuum = 0;
                 last_vacuum = Instant::now();
+            }
+            // Totals (updated by every fold) and buckets (deleted by retention), by the
+            // statistics, at most every STATS_VACUUM_GAP, once a fifth of the live rows
+            // (at least VACUUM_EVERY_ROWS) are dead: a vacuum scans every index of the
+            // table, so on a table of millions of keys it waits for more dead rows
+            // rather than hold compaction up every few seconds.
+            if last_row_vacuum.elapsed() >= STATS_VACUUM_GAP {
+                for table in [RowTable::Totals, RowTable::Buckets] {
+                    let (live, dead) = table_rows(table);
+                    if !shutdown_requested() && dead >= VACUUM_EVERY_ROWS.max(live / 5) {
+                        vacuum_table(table);
+                    }
+                }
+                last_row_vacuum = Instant::now();
             }
             if !shutdown_requested() && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                 purge_requests();
@@ -295,9 +314,9 @@ fn compact_until_drained() -> i64 {
 /// [`VACUUM_EVERY_ROWS`]). No truncation: that would take an ACCESS EXCLUSIVE lock and
 /// stall the writers. Called outside any transaction; vacuum runs its own. An error is
 /// logged as a WARNING.
-fn vacuum_pending() {
+fn vacuum_table(table: RowTable) {
     let relid = in_transaction(c"distributed_counter: vacuuming", "vacuum", || {
-        Extension::find_intact().map(|ext| ext.pending)
+        Extension::find_intact().and_then(|ext| table.oid(&ext))
     });
     let Some(relid) = relid.flatten() else {
         return;
@@ -318,7 +337,7 @@ fn vacuum_pending() {
         pg_sys::StartTransactionCommand();
         pg_sys::pgstat_report_activity(
             pg_sys::BackendState::STATE_RUNNING,
-            c"distributed_counter: vacuuming counter_pending".as_ptr(),
+            table.activity().as_ptr(),
         );
     }
     let result: Result<(), String> = PgTryBuilder::new(|| unsafe {
@@ -337,25 +356,32 @@ fn vacuum_pending() {
         pg_sys::pgstat_report_stat(true);
     }
     if let Err(message) = result {
-        warning!("{WORKER_TYPE}: vacuum of counter_pending failed: {message}");
+        warning!(
+            "{WORKER_TYPE}: vacuum of {} failed: {message}",
+            table.name()
+        );
     }
 }
 
-/// The dead rows in `counter_pending`, from the cumulative statistics (which every
+/// The (live, dead) rows in `table`, from the cumulative statistics (which every
 /// backend's compaction feeds, about once a second).
-fn pending_dead_rows() -> i64 {
+fn table_rows(table: RowTable) -> (i64, i64) {
     in_transaction(
         c"distributed_counter: reading statistics",
         "statistics read",
         || {
-            let relid = Extension::find_intact()?.pending;
-            let dead = unsafe { crate::pg_compat::dead_tuples(relid) };
+            let relid = table.oid(&Extension::find_intact()?)?;
+            let counts = unsafe { crate::pg_compat::tuples(relid) };
             unsafe { pg_sys::pgstat_clear_snapshot() };
-            Some(dead)
+            Some(counts)
         },
     )
     .flatten()
-    .unwrap_or(0)
+    .unwrap_or((0, 0))
+}
+
+fn dead_rows(table: RowTable) -> i64 {
+    table_rows(table).1
 }
 
 fn purge_requests() {
@@ -376,6 +402,43 @@ struct Extension {
     compact_batch: pg_sys::Oid,
     purge_requests: pg_sys::Oid,
     pending: pg_sys::Oid,
+    /// counter_totals and counter_buckets (absent before the upgrade to 0.3.0).
+    totals: Option<pg_sys::Oid>,
+    buckets: Option<pg_sys::Oid>,
+}
+
+/// The tables the worker vacuums itself: compaction deletes every pending row, and
+/// updates totals and (with retention) deletes buckets at a rate autovacuum, which looks
+/// once a minute, leaves to bloat between its visits.
+#[derive(Clone, Copy)]
+enum RowTable {
+    Pending,
+    Totals,
+    Buckets,
+}
+
+impl RowTable {
+    fn oid(self, ext: &Extension) -> Option<pg_sys::Oid> {
+        match self {
+            RowTable::Pending => Some(ext.pending),
+            RowTable::Totals => ext.totals,
+            RowTable::Buckets => ext.buckets,
+        }
+    }
+    fn activity(self) -> &'static std::ffi::CStr {
+        match self {
+            RowTable::Pending => c"distributed_counter: vacuuming counter_pending",
+            RowTable::Totals => c"distributed_counter: vacuuming counter_totals",
+            RowTable::Buckets => c"distributed_counter: vacuuming counter_buckets",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            RowTable::Pending => "counter_pending",
+            RowTable::Totals => "counter_totals",
+            RowTable::Buckets => "counter_buckets",
+        }
+    }
 }
 
 thread_local! {
@@ -426,10 +489,18 @@ impl Extension {
         NAMESPACE_BUSY_SINCE.set(None);
         let oids = Spi::connect(|client| {
             let row = client.select(EXTENSION_OBJECTS, Some(1), &[])?.first();
-            Ok::<_, pgrx::spi::Error>([row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?])
+            Ok::<_, pgrx::spi::Error>([
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ])
         })
         .unwrap_or_else(|e| error!("looking up the extension: {e}"));
-        let [Some(compact_batch), Some(purge_requests), Some(pending), Some(intact_fn)] = oids
+        let [Some(compact_batch), Some(purge_requests), Some(pending), Some(intact_fn), totals, buckets] =
+            oids
         else {
             return None;
         };
@@ -446,12 +517,15 @@ impl Extension {
             compact_batch,
             purge_requests,
             pending,
+            totals,
+            buckets,
         })
     }
 }
 
 /// The OIDs of counter_compact_batch(text, int4), counter_purge_requests(int4), the
-/// table counter_pending and _counter_schema_intact() that belong to the extension:
+/// table counter_pending, _counter_schema_intact(), and the tables counter_totals and
+/// counter_buckets that belong to the extension:
 /// always one row, NULLs where the extension (or the object) is absent. Only pg_catalog
 /// objects are named (and the search_path is pinned to pg_catalog).
 const EXTENSION_OBJECTS: &str = "
@@ -469,7 +543,13 @@ const EXTENSION_OBJECTS: &str = "
               ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid
              WHERE c.relname = 'counter_pending' AND c.relkind = 'r'),
            (SELECT f.oid FROM func f WHERE f.proname = '_counter_schema_intact'
-               AND f.proargtypes = ''::pg_catalog.oidvector)";
+               AND f.proargtypes = ''::pg_catalog.oidvector),
+           (SELECT c.oid FROM pg_catalog.pg_class c JOIN member m
+              ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid
+             WHERE c.relname = 'counter_totals' AND c.relkind = 'r'),
+           (SELECT c.oid FROM pg_catalog.pg_class c JOIN member m
+              ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid
+             WHERE c.relname = 'counter_buckets' AND c.relkind = 'r')";
 
 /// Call the function `fn_oid` through fmgr (which applies its `SET` clauses), with
 /// `None` for a NULL argument. Returns the result, None when it is NULL.

@@ -417,10 +417,10 @@ fn counters_add_fast_path_writes_the_sql_paths_row() {
     for (key, delta) in [("k", 1i64), ("", -5), ("caf\u{e9} \u{1f600}", i64::MAX), (long_key.as_str(), 0)] {
         let k = pg_quote(key);
         Spi::run(&format!("SELECT counter_add('fast', {k}, {delta})")).unwrap();
-        Spi::run(&format!("SELECT _counter_add_sql('fast', {k}, {delta}, NULL)")).unwrap();
+        Spi::run(&format!("SELECT _counter_add_sql('fast', {k}, {delta}, NULL, NULL)")).unwrap();
         // two rows, identical in every column
         let rows = one::<i64>(&format!(
-            "SELECT count(*) FROM (SELECT DISTINCT counter_id, shard, key, delta, added_at
+            "SELECT count(*) FROM (SELECT DISTINCT counter_id, shard, key, delta, added_at, p.bucket
                FROM counter_pending p JOIN counter_registry r ON r.id = p.counter_id
               WHERE r.name = 'fast' AND p.key = {k}) d"
         ));
@@ -429,6 +429,36 @@ fn counters_add_fast_path_writes_the_sql_paths_row() {
             one::<i64>(&format!("SELECT count(*) FROM counter_pending WHERE key = {k} AND shard = pg_backend_pid() % 7 AND added_at = now()")),
             2
         );
+    }
+    // A bucketed counter: both paths put an add in the same bucket, from `at` or from the
+    // transaction's start, also before 1970 and at the edges of a bucket.
+    Spi::run("SELECT counter_create('fastb', 3, bucket => '1 minute')").unwrap();
+    for at in [
+        "NULL",
+        "'2026-03-08 06:59:59.999999+00'",
+        "'2026-03-08 07:00:00+00'",
+        "'1969-12-31 23:59:30+00'",
+        "'1900-01-01 00:00:00.000001+00'",
+        "'4000-06-01 12:34:56+05:30'",
+    ] {
+        Spi::run(&format!("SELECT counter_add('fastb', 'k', 1, NULL, {at})")).unwrap();
+        Spi::run(&format!("SELECT _counter_add_sql('fastb', 'k', 1, NULL, {at})")).unwrap();
+        let buckets: Vec<i64> = Spi::connect(|c| {
+            c.select(
+                "SELECT p.bucket FROM counter_pending p JOIN counter_registry r ON r.id = p.counter_id
+                  WHERE r.name = 'fastb' ORDER BY p.bucket",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<i64>(1).unwrap().unwrap())
+            .collect()
+        });
+        let want: i64 = one(&format!(
+            "SELECT (extract(epoch FROM date_trunc('minute', COALESCE({at}, now()) AT TIME ZONE 'UTC')) / 60)::int8"
+        ));
+        assert_eq!(buckets, vec![want, want], "at {at}");
+        Spi::run("DELETE FROM counter_pending p USING counter_registry r WHERE r.id = p.counter_id AND r.name = 'fastb'").unwrap();
     }
     // which path served: PL/pgSQL calls of _counter_add_sql in this transaction
     Spi::run("SET LOCAL track_functions = 'pl'").unwrap();
@@ -742,4 +772,184 @@ fn counters_stats_keys_follow_every_path() {
     // a dropped and re-created counter starts from zero keys
     Spi::run("SELECT counter_drop('kc'), counter_create('kc')").unwrap();
     assert_eq!(keys("kc"), 0);
+}
+
+/// Bucketed counters: bad buckets, retentions, modes, windows and series are 22023 (NULL
+/// widths 22004), and a plain counter has no windows.
+#[pg_test]
+fn counters_buckets_reject_bad_arguments() {
+    for bad in [
+        "counter_create('b1', bucket => '2 minutes')",
+        "counter_create('b1', bucket => '1 month')",
+        "counter_create('b1', bucket => '0 seconds')",
+        "counter_create('b1', bucket => '1 hour', retention => '30 minutes')",
+        "counter_create('b1', bucket => '1 hour', retention => '1 year')",
+        "counter_create('b1', bucket => '1 hour', retention => '36501 days')",
+        "counter_create('b1', retention => '1 day')",
+        "counter_create('b1', mode => 'eventual')",
+        "counter_create('b1', mode => NULL)",
+    ] {
+        assert_eq!(sql_error(&format!("SELECT {bad}")).state, "22023", "{bad}");
+    }
+    Spi::run("SELECT counter_create('b1', bucket => '60 seconds', retention => '2 hours')").unwrap();
+    Spi::run("SELECT counter_create('plain1')").unwrap();
+    assert_eq!(
+        one::<String>("SELECT bucket || ' ' || retention || ' ' || bucket_us FROM counter_registry WHERE name = 'b1'"),
+        "00:01:00 02:00:00 60000000"
+    );
+    for bad in [
+        "counter_window('b1', 'k', '90 seconds')",
+        "counter_window('b1', 'k', '0 minutes')",
+        "counter_window('b1', 'k', '-5 minutes')",
+        "counter_window('b1', 'k', '1 mon')",
+        "counter_window('b1', 'k', '5 minutes', 'infinity')",
+        "counter_window('plain1', 'k', '1 minute')",
+        "counter_series('plain1', 'k', now(), now() + interval '1 hour')",
+        "counter_series('b1', 'k', '-infinity', now())",
+        "counter_series('b1', 'k', now(), now() + interval '2 years')",
+        "counter_top('b1', 0)",
+        "counter_top('b1', NULL)",
+        "counter_top('b1', 5, '90 seconds')",
+        "counter_top('plain1', 5, '1 minute')",
+        "counter_add('b1', 'k', 1, NULL, 'infinity')",
+    ] {
+        assert_eq!(sql_error(&format!("SELECT * FROM {bad}")).state, "22023", "{bad}");
+    }
+    assert_eq!(sql_error("SELECT counter_window('b1', 'k', NULL)").state, "22004");
+    assert_eq!(sql_error("SELECT counter_set('b1', 'k', 5)").state, "0A000");
+    assert_eq!(sql_error("SELECT counter_window('nope', 'k', '1 minute')").state, "42704");
+    assert_eq!(sql_error("SELECT * FROM counter_top('nope')").state, "42704");
+    // an empty range is no rows; a plain counter ignores `at`
+    assert_eq!(one::<i64>("SELECT count(*) FROM counter_series('b1', 'k', now(), now())"), 0);
+    Spi::run("SELECT counter_add('plain1', 'k', 5, NULL, '1999-01-01')").unwrap();
+    assert_eq!(one::<i64>("SELECT counter_value('plain1', 'k')"), 5);
+    assert_eq!(
+        one::<i64>("SELECT p.bucket FROM counter_pending p JOIN counter_registry r ON r.id = p.counter_id WHERE r.name = 'plain1'"),
+        0
+    );
+}
+
+/// counter_top of a plain counter: exact with pending rows, after compaction, and with a
+/// mix (keys with both), ties by key, negative values, against GROUP BY on a ledger.
+#[pg_test]
+fn counters_top_is_exact() {
+    Spi::run("SELECT counter_create('lb')").unwrap();
+    Spi::run(
+        "CREATE TEMP TABLE lb_ledger AS SELECT 'u' || (i % 37) AS key, ((i * 7919) % 23 - 5)::int8 AS delta
+           FROM generate_series(1, 3000) i",
+    )
+    .unwrap();
+    let check = |label: &str| {
+        for n in [1, 3, 10, 40] {
+            let got: String = one(&format!(
+                "SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('lb', {n}) WITH ORDINALITY t(key, value, ord)"
+            ));
+            let want: String = one(&format!(
+                "SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM
+                   (SELECT key, sum(delta) AS s FROM lb_ledger GROUP BY key ORDER BY s DESC, key LIMIT {n}) x"
+            ));
+            assert_eq!(got, want, "{label}, n = {n}");
+        }
+    };
+    Spi::run("SELECT count(counter_add('lb', key, delta)) FROM lb_ledger WHERE key < 'u2'").unwrap();
+    Spi::run("SELECT counter_compact('lb')").unwrap();
+    Spi::run("SELECT count(counter_add('lb', key, delta)) FROM lb_ledger WHERE key >= 'u2'").unwrap();
+    check("totals and pending");
+    // ties: three keys at the top with one value
+    Spi::run("INSERT INTO lb_ledger VALUES ('tie_c', 100000), ('tie_a', 100000), ('tie_b', 100000)").unwrap();
+    Spi::run("SELECT counter_add('lb', 'tie_c', 100000), counter_add('lb', 'tie_a', 100000)").unwrap();
+    Spi::run("SELECT counter_compact('lb')").unwrap();
+    Spi::run("SELECT counter_add('lb', 'tie_b', 100000)").unwrap();
+    check("ties");
+    // a key that falls: pending rows below its stored total
+    Spi::run("INSERT INTO lb_ledger VALUES ('tie_a', -200000)").unwrap();
+    Spi::run("SELECT counter_add('lb', 'tie_a', -200000)").unwrap();
+    check("a falling key");
+    Spi::run("SELECT counter_compact('lb')").unwrap();
+    check("compacted");
+}
+
+/// A bucketed counter with stored buckets past the retention that are not deleted yet
+/// (the worker may not have run since they expired): counter_value, counter_values and
+/// counter_top leave them out, exactly, against a ledger; compaction deletes them and
+/// keeps the totals equal to the sum of the buckets.
+#[pg_test]
+fn counters_buckets_past_retention_are_left_out() {
+    Spi::run("SELECT counter_create('ret', bucket => '1 minute', retention => '5 minutes')").unwrap();
+    // ledger times relative to the statement's time, which reads use for the retention
+    Spi::run(
+        "CREATE TEMP TABLE ret_ledger AS
+         SELECT 'k' || (i % 7) AS key, (i % 5 - 1)::int8 AS delta,
+                statement_timestamp() - (i % 4) * interval '1 minute' AS at
+         FROM generate_series(1, 700) i",
+    )
+    .unwrap();
+    Spi::run("SELECT count(counter_add('ret', key, delta, NULL, at)) FROM ret_ledger").unwrap();
+    Spi::run("SELECT counter_compact('ret')").unwrap();
+    // Buckets 8 to 12 minutes old, stored as compaction would have stored them before
+    // they expired (bucket rows and their sum in the totals), and pending adds to them.
+    Spi::run(
+        "CREATE TEMP TABLE ret_old AS
+         SELECT 'k' || (i % 9) AS key, (10 * i)::int8 AS delta,
+                statement_timestamp() - (8 + i % 5) * interval '1 minute' AS at
+         FROM generate_series(1, 40) i",
+    )
+    .unwrap();
+    Spi::run(
+        "WITH r AS (SELECT id FROM counter_registry WHERE name = 'ret'),
+              b AS (INSERT INTO counter_buckets
+                    SELECT r.id, o.key, _counter_bucket(o.at, 60000000), sum(o.delta)
+                    FROM ret_old o, r GROUP BY 1, 2, 3 RETURNING counter_id, key, value),
+              t AS (INSERT INTO counter_totals AS t SELECT counter_id, key, sum(value) FROM b GROUP BY 1, 2
+                    ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value
+                    RETURNING t.counter_id, t.xmax = 0 AS inserted)
+         UPDATE counter_registry r SET keys = r.keys + (SELECT count(*) FROM t WHERE t.inserted)
+         WHERE r.name = 'ret'",
+    )
+    .unwrap();
+    Spi::run("SELECT count(counter_add('ret', key, 1000, NULL, at)) FROM ret_old").unwrap();
+    let check = |label: &str| {
+        let bad: i64 = one(
+            "SELECT count(*) FROM (SELECT key, sum(delta) AS s FROM ret_ledger GROUP BY key
+                                   UNION ALL SELECT key, 0 FROM ret_old) l
+             WHERE counter_value('ret', l.key) <> COALESCE((SELECT sum(delta) FROM ret_ledger x WHERE x.key = l.key), 0)
+                OR (SELECT value FROM counter_values('ret', ARRAY[l.key])) <> COALESCE((SELECT sum(delta) FROM ret_ledger x WHERE x.key = l.key), 0)",
+        );
+        assert_eq!(bad, 0, "{label}: counter_value");
+        let got: String = one(
+            "SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('ret', 4) WITH ORDINALITY t(key, value, ord)",
+        );
+        let want: String = one(
+            "SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM (
+               SELECT key, sum(s) AS s FROM (SELECT key, delta AS s FROM ret_ledger UNION ALL SELECT key, 0 FROM ret_old) u
+               GROUP BY key ORDER BY s DESC, key LIMIT 4) x",
+        );
+        assert_eq!(got, want, "{label}: counter_top");
+        let windowed: String = one(
+            "SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('ret', 3, '10 minutes') WITH ORDINALITY t(key, value, ord)",
+        );
+        let want: String = one(
+            "SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM (
+               SELECT key, sum(delta) AS s FROM ret_ledger GROUP BY key ORDER BY s DESC, key LIMIT 3) x",
+        );
+        assert_eq!(windowed, want, "{label}: windowed counter_top");
+    };
+    check("expired buckets stored, and pending adds to them");
+    Spi::run("SELECT counter_compact('ret')").unwrap();
+    let stored_expired: i64 = one(
+        "SELECT count(*) FROM counter_buckets b JOIN counter_registry r ON r.id = b.counter_id
+          WHERE r.name = 'ret' AND b.bucket < _counter_horizon(r.retention, r.bucket_us)",
+    );
+    assert_eq!(stored_expired, 0, "compaction kept buckets past the retention");
+    let off: i64 = one(
+        "SELECT count(*) FROM counter_totals t JOIN counter_registry r ON r.id = t.counter_id
+          WHERE r.name = 'ret' AND t.value <> (SELECT sum(b.value) FROM counter_buckets b
+                                               WHERE b.counter_id = t.counter_id AND b.key = t.key)",
+    );
+    assert_eq!(off, 0, "totals differ from their buckets");
+    let keys: i64 = one(
+        "SELECT keys - (SELECT count(*) FROM counter_totals t WHERE t.counter_id = r.id) FROM counter_registry r WHERE r.name = 'ret'",
+    );
+    assert_eq!(keys, 0, "the registry's key count");
+    check("compacted");
 }
