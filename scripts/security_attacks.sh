@@ -261,6 +261,9 @@ wait_for 30 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distrib
 # renames it and puts a schema of its own, with look-alike objects, under the old name.
 echo "security: renaming the extension's schema under the worker"
 wait_for 30 "SELECT count(*) FROM counter_pending" 0 || true
+# (before the rename: the worker may act, and log its WARNING, as soon as it commits)
+log_mark=$(stat -c %s "$LOG")
+h0=$(hits)
 q -U mallory -v ON_ERROR_STOP=1 2>&1 <<'SQL' | grep -v NOTICE || true
 BEGIN;
 ALTER SCHEMA public RENAME TO public_moved;
@@ -277,8 +280,6 @@ CREATE TRIGGER trap BEFORE INSERT OR UPDATE OR DELETE ON public.counter_registry
 CREATE TRIGGER trap BEFORE INSERT OR UPDATE OR DELETE ON public.counter_totals FOR EACH STATEMENT EXECUTE FUNCTION public.trap();
 COMMIT;
 SQL
-log_mark=$(stat -c %s "$LOG")
-h0=$(hits)
 q -c "SELECT public_moved.counter_add('w', 'r', 1)" >/dev/null  # work for the worker
 sleep 3
 got=$(q -c "SELECT count(*) FROM public_moved.counter_pending")
