@@ -185,6 +185,20 @@ AS $$ SELECT pg_catalog.to_regnamespace('@extschema@') OPERATOR(pg_catalog.=)
 -- src/counters/raise.rs.
 CREATE FUNCTION _counter_raise(sqlstate text, message text, detail text DEFAULT NULL, hint text DEFAULT NULL)
 RETURNS void AS 'MODULE_PATHNAME', 'dc_counter_raise' LANGUAGE C VOLATILE PARALLEL SAFE;
+-- How _counter_raise learns which error-context callback is PL/pgSQL's executor's: the
+-- C function notes the callback on top of the stack when this PL/pgSQL function calls
+-- it from an assignment (a simple expression: no other frame in between).
+CREATE FUNCTION _counter_note_plpgsql_frame() RETURNS bool
+AS 'MODULE_PATHNAME', 'dc_counter_note_plpgsql_frame' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION _counter_plpgsql_probe() RETURNS bool
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    noted bool;
+BEGIN
+    noted := @extschema@._counter_note_plpgsql_frame();
+    RETURN noted;
+END
+$$;
 
 -- Raise the right error for a name that is not a counter: 22004 NULL, 22023 malformed,
 -- 42704 unknown. Never returns.

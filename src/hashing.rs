@@ -210,27 +210,35 @@ impl HashPlan {
 }
 
 /// How a cms names a type: a built-in type by its SQL name (`numeric`, `timestamp with
-/// time zone`, `integer[]`: the same in every database), any other by its unqualified
+/// time zone`, `uuid[]`: the same in every database, whatever the search_path, which
+/// could otherwise make PostgreSQL qualify it), any other by its unqualified
 /// `pg_type.typname`, which a dump and restore keeps (its OID it does not). Types whose
 /// equal values hash alike share a name, so their sketches are equal too: every integer
-/// width is `bigint`, and varchar and name are `text`. At most 63 bytes, cut at a
-/// character boundary.
+/// width is `bigint`, and varchar and name are `text`, also as array elements
+/// (`bigint[]`, `text[]`). At most 63 bytes, cut at a character boundary.
 unsafe fn type_name_of(type_oid: pg_sys::Oid) -> Vec<u8> {
     unsafe {
-        let text = if matches!(
-            type_oid,
-            pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID
-        ) {
-            b"bigint".to_vec()
-        } else if matches!(
-            type_oid,
-            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::NAMEOID
-        ) {
-            b"text".to_vec()
+        let element = pg_sys::get_element_type(type_oid);
+        let text = if element != pg_sys::InvalidOid && family_name(element).is_some() {
+            let mut name = family_name(element).unwrap_or_default().to_vec();
+            name.extend_from_slice(b"[]");
+            name
+        } else if let Some(family) = family_name(type_oid) {
+            family.to_vec()
         } else if u32::from(type_oid) < pg_sys::FirstNormalObjectId {
-            std::ffi::CStr::from_ptr(pg_sys::format_type_be(type_oid))
-                .to_bytes()
-                .to_vec()
+            // (forced qualification names every built-in type the same way; the
+            // schema is then taken off)
+            let name = std::ffi::CStr::from_ptr(pg_sys::format_type_extended(
+                type_oid,
+                -1,
+                pg_sys::FORMAT_TYPE_FORCE_QUALIFY as pg_sys::bits16,
+            ))
+            .to_bytes()
+            .to_vec();
+            match name.strip_prefix(b"pg_catalog.") {
+                Some(rest) => rest.to_vec(),
+                None => name,
+            }
         } else {
             let tuple = pg_sys::SearchSysCache1(
                 pg_sys::SysCacheIdentifier::TYPEOID as std::ffi::c_int,
@@ -251,6 +259,15 @@ unsafe fn type_name_of(type_oid: pg_sys::Oid) -> Vec<u8> {
             end -= 1;
         }
         text[..end].to_vec()
+    }
+}
+
+/// The shared name of the types whose equal values hash alike (see [`type_name_of`]).
+fn family_name(type_oid: pg_sys::Oid) -> Option<&'static [u8]> {
+    match type_oid {
+        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => Some(b"bigint"),
+        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::NAMEOID => Some(b"text"),
+        _ => None,
     }
 }
 

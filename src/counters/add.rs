@@ -477,6 +477,10 @@ unsafe fn fast_insert(
 unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> pg_sys::Datum {
     unsafe {
         let schema = pg_sys::get_namespace_name(namespace);
+        if schema.is_null() {
+            // (dropped by a concurrent DROP SCHEMA/EXTENSION since the call was resolved)
+            pgrx::error!("counter_add: the extension's schema no longer exists");
+        }
         let names = pg_sys::lappend(
             pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(schema).cast()),
             pg_sys::makeString(c"_counter_add_sql".as_ptr().cast_mut()).cast(),
@@ -502,7 +506,10 @@ unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> 
             + argtypes.len() * std::mem::size_of::<pg_sys::NullableDatum>();
         let call = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
         (*call).flinfo = flinfo;
-        (*call).fncollation = (*fcinfo).fncollation;
+        // The default collation, as the SPI statement this call replaced had: the
+        // caller's collation must not reach the registry lookup (a nondeterministic
+        // one would match other names and defeat the name index).
+        (*call).fncollation = pg_sys::DEFAULT_COLLATION_OID;
         (*call).nargs = nargs as i16;
         // (a call through an older 4-argument declaration has no `at`: NULL)
         let from = (*fcinfo).args.as_slice((*fcinfo).nargs as usize);
@@ -514,6 +521,10 @@ unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> 
             });
         }
         let func = (*flinfo).fn_addr.expect("fmgr_info sets fn_addr");
+        // An ERROR raised by the PL/pgSQL function longjmps from here through these
+        // Rust frames, as it did through the SPI call before: nothing with a destructor
+        // may be alive in this function or in dc_counter_add at this point. (Not through
+        // pgrx's guard: its re-raise would add the caller's CONTEXT lines again.)
         let result = func(call);
         datum_bool(!(*call).isnull && result.value() != 0)
     }

@@ -15,14 +15,17 @@
 //! the CONTEXT text, and every `PG_TRY` (PL/pgSQL exception blocks, SPI, pgrx's guards)
 //! and the top-level error recovery restore their own saved value.
 //!
-//! Which frames are PL/pgSQL's: the frames whose callback lives in the plpgsql shared
-//! library (`dladdr`) and is the same function as the nearest such frame. That nearest
-//! one is the executing function's (`plpgsql_exec_error_callback`, whose argument is the
-//! `PLpgSQL_execstate`): nothing compiles a PL/pgSQL function while one of ours runs, so
-//! the compiler's callback, whose argument is different, is never compared against.
-//! From the execstate, its first field is the `PLpgSQL_function`, which starts with
-//! `fn_signature` and `fn_oid` (PostgreSQL 15) or with funccache.c's `CachedFunction`
-//! and then those two (PostgreSQL 18).
+//! Which frames are PL/pgSQL's: those whose callback is PL/pgSQL's executor's
+//! (`plpgsql_exec_error_callback`, whose argument is the `PLpgSQL_execstate`). That
+//! function is static in plpgsql.so, so its address is learnt once per backend from a
+//! probe: `_counter_plpgsql_probe()` (PL/pgSQL) calls `_counter_note_plpgsql_frame()` in
+//! an assignment, a simple expression evaluated with no frame of its own, so the top
+//! frame is then the executor's (and its callback must lie in plpgsql.so, `dladdr`).
+//! Only frames with exactly that callback are read; PL/pgSQL's other callbacks (the
+//! compiler's, whose arguments are other things) never are. From the execstate, its
+//! first field is the `PLpgSQL_function`, which starts with `fn_signature` and `fn_oid`
+//! (PostgreSQL 15) or with funccache.c's `CachedFunction` and then those two
+//! (PostgreSQL 18).
 
 use crate::fmgr::arg;
 use pgrx::pg_sys;
@@ -61,23 +64,72 @@ fn in_plpgsql(callback: *const std::ffi::c_void) -> bool {
     file.starts_with(b"plpgsql.")
 }
 
+thread_local! {
+    /// The address of PL/pgSQL's executor callback, once the probe has seen it.
+    static EXEC_CALLBACK: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+crate::sql_function! {
+    /// _counter_note_plpgsql_frame() -> bool: notes the callback of the frame on top of
+    /// the stack as PL/pgSQL's executor's, when `_counter_plpgsql_probe()` calls it (and
+    /// the callback lies in plpgsql.so); true when it did.
+    fn dc_counter_note_plpgsql_frame(fcinfo) {
+        unsafe {
+            let _ = fcinfo;
+            let top = pg_sys::error_context_stack;
+            let noted = match top.as_ref().and_then(|f| f.callback) {
+                Some(cb) if in_plpgsql(cb as *const std::ffi::c_void) => {
+                    EXEC_CALLBACK.set(Some(cb as usize));
+                    true
+                }
+                _ => false,
+            };
+            crate::fmgr::datum_bool(noted)
+        }
+    }
+}
+
+/// PL/pgSQL's executor callback, learnt from `<schema>._counter_plpgsql_probe()` the
+/// first time (None when the probe is missing or saw something else).
+unsafe fn exec_callback(schema: pg_sys::Oid) -> Option<usize> {
+    unsafe {
+        if let Some(cb) = EXEC_CALLBACK.get() {
+            return Some(cb);
+        }
+        let names = pg_sys::lappend(
+            pg_sys::lappend(
+                std::ptr::null_mut(),
+                pg_sys::makeString(pg_sys::get_namespace_name(schema)).cast(),
+            ),
+            pg_sys::makeString(c"_counter_plpgsql_probe".as_ptr().cast_mut()).cast(),
+        );
+        let probe = pg_sys::LookupFuncName(names, 0, std::ptr::null(), true);
+        if probe == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::OidFunctionCall0Coll(probe, pg_sys::InvalidOid);
+        EXEC_CALLBACK.get()
+    }
+}
+
 /// Drop the error-context frames of the extension's own PL/pgSQL functions (and the SPI
 /// frames between them) from the top of the stack; see the module comment.
 ///
 /// # Safety
 /// Called from a function's body, in a backend, before raising an error.
-unsafe fn drop_own_frames(extension: pg_sys::Oid) {
+unsafe fn drop_own_frames(extension: pg_sys::Oid, schema: pg_sys::Oid) {
     unsafe {
-        let mut plpgsql_callback = None;
+        if pg_sys::get_namespace_name(schema).is_null() {
+            return;
+        }
+        let Some(exec) = exec_callback(schema) else {
+            return;
+        };
         let mut new_top = None;
         let mut frame = pg_sys::error_context_stack;
         while !frame.is_null() {
             if let Some(cb) = (*frame).callback {
-                let cb = cb as *const std::ffi::c_void;
-                if plpgsql_callback.is_none() && in_plpgsql(cb) {
-                    plpgsql_callback = Some(cb);
-                }
-                if plpgsql_callback == Some(cb) && !(*frame).arg.is_null() {
+                if cb as usize == exec && !(*frame).arg.is_null() {
                     let estate = (*frame).arg as *const PlpgsqlExecstateHead;
                     let func = (*estate).func;
                     if !func.is_null()
@@ -142,9 +194,10 @@ crate::sql_function! {
             if let Some(hint) = text_arg(fcinfo, 3) {
                 report = report.set_hint(hint);
             }
-            let own = pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, (*(*fcinfo).flinfo).fn_oid);
+            let fn_oid = (*(*fcinfo).flinfo).fn_oid;
+            let own = pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, fn_oid);
             if own != pg_sys::InvalidOid {
-                drop_own_frames(own);
+                drop_own_frames(own, pg_sys::get_func_namespace(fn_oid));
             }
             report.report(pgrx::PgLogLevel::ERROR);
             unreachable!("ERROR does not return")

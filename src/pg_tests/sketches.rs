@@ -236,6 +236,32 @@ fn cms_remembers_its_element_type() {
             }
         }
     }
+    // Arrays: integer arrays of every width are one type, as are text, varchar and name
+    // arrays (their elements hash alike); a uuid array is another.
+    assert!(one::<String>("SELECT cms_print(cms_add_agg(ARRAY[g]::int4[])) FROM generate_series(1, 3) g")
+        .contains("bigint[] values"));
+    assert_eq!(
+        one::<i64>("SELECT cms_count(cms_add_agg(ARRAY[g % 3]::int2[]), ARRAY[1]::int8[]) FROM generate_series(1, 30) g"),
+        10
+    );
+    assert!(one::<bool>(
+        "SELECT cms_add_agg(ARRAY[g]::int4[]) = cms_add_agg(ARRAY[g]::int8[]) FROM generate_series(1, 50) g"
+    ));
+    assert_eq!(
+        one::<i64>("SELECT cms_count(cms_add_agg(ARRAY[g::text]::varchar[]), ARRAY['1']::text[]) FROM generate_series(1, 3) g"),
+        1
+    );
+    assert_eq!(
+        sql_error("SELECT cms_count(cms_add_agg(ARRAY[g]::int4[]), ARRAY['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11']::uuid[]) FROM generate_series(1, 3) g").state,
+        "42804"
+    );
+    // A built-in type's name does not depend on the search_path: a temporary table
+    // named uuid shadows the type's name in this session, and the sketch still says uuid.
+    Spi::run("CREATE TEMP TABLE uuid (x int)").unwrap();
+    assert!(one::<String>(
+        "SELECT cms_print(cms_add(NULL, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::pg_catalog.uuid))"
+    )
+    .starts_with("cms v2: uuid values"));
     // a sketch of no known type (cms_empty()) takes the type of its first add, through
     // the scalar add, the aggregates and unions
     assert!(one::<String>("SELECT cms_print(cms_empty())").contains("not known yet"));
