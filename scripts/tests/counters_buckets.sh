@@ -95,21 +95,24 @@ check() { # $1: a label; every read against the ledger
   # counter_top: the n largest (ties by key) against GROUP BY on the ledger
   for c in m d p; do
     for n in 1 5 12; do
+      # (both in one statement: one time, so no bucket boundary passes between them)
       local got want
-      got=$(q -c "SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('$c', $n) WITH ORDINALITY t(key, value, ord)")
-      want=$(q -c "SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM (
-                     SELECT key, sum(delta) AS s FROM ledger
-                     WHERE c = '$c' AND ('$c' <> 'm' OR ub(c, at) >= ub(c, now() - interval '10 minutes'))
-                     GROUP BY key HAVING '$c' <> 'm' OR true ORDER BY s DESC, key LIMIT $n) x")
+      IFS='|' read -r got want < <(q -c "SELECT
+          (SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('$c', $n) WITH ORDINALITY t(key, value, ord)),
+          (SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM (
+             SELECT key, sum(delta) AS s FROM ledger
+             WHERE c = '$c' AND ('$c' <> 'm' OR ub(c, at) >= ub(c, now() - interval '10 minutes'))
+             GROUP BY key ORDER BY s DESC, key LIMIT $n) x)")
       [ -n "$got" ] && [ "$got" = "$want" ] || fail "$label: counter_top('$c', $n) = $got, the ledger says $want"
     done
     [ "$c" = p ] && continue
-    got=$(q -c "SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('$c', 6, CASE '$c' WHEN 'd' THEN interval '2 days' ELSE interval '5 minutes' END) WITH ORDINALITY t(key, value, ord)")
-    want=$(q -c "SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM (
-                   SELECT key, sum(delta) AS s FROM ledger
-                   WHERE c = '$c' AND ub(c, at) <= ub(c, now())
-                     AND ub(c, at) > ub(c, now()) - CASE '$c' WHEN 'd' THEN interval '2 days' ELSE interval '5 minutes' END
-                   GROUP BY key ORDER BY s DESC, key LIMIT 6) x")
+    IFS='|' read -r got want < <(q -c "SELECT
+        (SELECT string_agg(key || '=' || value, ',' ORDER BY ord) FROM counter_top('$c', 6, CASE '$c' WHEN 'd' THEN interval '2 days' ELSE interval '5 minutes' END) WITH ORDINALITY t(key, value, ord)),
+        (SELECT string_agg(key || '=' || s, ',' ORDER BY s DESC, key) FROM (
+           SELECT key, sum(delta) AS s FROM ledger
+           WHERE c = '$c' AND ub(c, at) <= ub(c, now())
+             AND ub(c, at) > ub(c, now()) - CASE '$c' WHEN 'd' THEN interval '2 days' ELSE interval '5 minutes' END
+           GROUP BY key ORDER BY s DESC, key LIMIT 6) x)")
     [ -n "$got" ] && [ "$got" = "$want" ] || fail "$label: counter_top('$c', 6, width) = $got, the ledger says $want"
   done
 }
