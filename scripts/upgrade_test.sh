@@ -160,6 +160,15 @@ SELECT count(*) FILTER (WHERE NOT ok) FROM (
   SELECT gcounter_value(s.g) = a.g_value FROM stored s, answers a UNION ALL
   SELECT pncounter_value(s.pn) = a.pn_value FROM stored s, answers a UNION ALL
   SELECT s.h::text::hll = s.h FROM stored s UNION ALL
+  -- hll values stored before format 2: converted by hll_compact, same answers; unions
+  -- of old and new values agree
+  SELECT hll_cardinality(hll_compact(s.h)) = a.h_card FROM stored s, answers a UNION ALL
+  SELECT hll_cardinality(hll_compact(s.h_sparse)) = a.hs_card FROM stored s, answers a UNION ALL
+  SELECT get_byte(hll_compact(s.h)::bytea, 0) = 2 FROM stored s UNION ALL
+  SELECT hll_union(hll_compact(s.h), s.h_sparse) = hll_union(s.h, hll_compact(s.h_sparse))
+    FROM stored s UNION ALL
+  SELECT (SELECT hll_union_agg(x) FROM (VALUES (s.h), (s.h_sparse)) v(x)) = hll_compact(s.h || s.h_sparse)
+    FROM stored s UNION ALL
   SELECT counter_value('likes', c.key) = c.value FROM counter_answers c
 ) checks;
 SQL

@@ -1,4 +1,5 @@
--- distributed_counter 0.2.0 -> 0.3.0 (CHANGELOG.md, 0.3.0). Stored values are unchanged.
+-- distributed_counter 0.2.0 -> 0.3.0 (CHANGELOG.md, 0.3.0). Stored values stay readable
+-- as they are; new hll values are stored in format 2 (section 5).
 --
 -- 1. Typed overloads of the anyelement aggregates, for Citus: the same text as
 --    sql/typed_aggregates.sql, which a fresh install runs.
@@ -1445,3 +1446,25 @@ REVOKE ALL ON FUNCTION rate_limit(text, int8, interval, int8, int8) FROM PUBLIC;
 -- 4. One NULL rule for the add functions: hll_add (and hll || hll_hashval) takes a NULL
 --    sketch as an empty one (of precision 12). (cms_add, topk_add: the same rule, in their C code.)
 ALTER FUNCTION hll_add(hll, hll_hashval) CALLED ON NULL INPUT;
+
+-- 5. hll format 2 (docs/FORMAT.md): the aggregates that build a sketch compress their
+--    result with hll_compact.
+-- The compressed stored form (format 2) of any sketch; format 2 values come back as
+-- they are. `UPDATE t SET h = hll_compact(h)` converts a table of format-1 values.
+CREATE FUNCTION hll_compact(hll) RETURNS hll
+    AS 'MODULE_PATHNAME', 'hll_compact' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE AGGREGATE hll_add_agg(hll_hashval) (
+    SFUNC = hll_add_trans, STYPE = hll,
+    FINALFUNC = hll_compact,
+    COMBINEFUNC = hll_union_trans, PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE hll_add_agg(hll_hashval, int4) (
+    SFUNC = hll_add_trans, STYPE = hll,
+    FINALFUNC = hll_compact,
+    COMBINEFUNC = hll_union_trans, PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE hll_union_agg(hll) (
+    SFUNC = hll_union_trans, STYPE = hll,
+    FINALFUNC = hll_compact,
+    COMBINEFUNC = hll_union_trans, PARALLEL = SAFE
+);

@@ -59,6 +59,10 @@ CREATE FUNCTION hll_precision(hll) RETURNS int4
     AS 'MODULE_PATHNAME', 'hll_precision' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION hll_print(hll) RETURNS text
     AS 'MODULE_PATHNAME', 'hll_print' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+-- The compressed stored form (format 2) of any sketch; format 2 values come back as
+-- they are. `UPDATE t SET h = hll_compact(h)` converts a table of format-1 values.
+CREATE FUNCTION hll_compact(hll) RETURNS hll
+    AS 'MODULE_PATHNAME', 'hll_compact' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR || (LEFTARG = hll, RIGHTARG = hll_hashval, PROCEDURE = hll_add);
 CREATE OPERATOR || (LEFTARG = hll, RIGHTARG = hll, PROCEDURE = hll_union, COMMUTATOR = ||);
@@ -106,7 +110,8 @@ CREATE OPERATOR CLASS hll_hash_ops DEFAULT FOR TYPE hll USING hash AS
     OPERATOR 1 =,
     FUNCTION 1 hll_hash(hll);
 
--- Aggregates: the state is hll itself (not internal), updated in place; the combine
+-- Aggregates: the state is hll itself (not internal) in format 1, updated in place; the
+-- final function hll_compact stores the result compressed (format 2). The combine
 -- function makes them parallel-safe and lets Citus aggregate partially on workers.
 CREATE FUNCTION hll_add_trans(hll, hll_hashval) RETURNS hll
     AS 'MODULE_PATHNAME', 'hll_add_trans' LANGUAGE C STABLE PARALLEL SAFE;
@@ -121,14 +126,17 @@ CREATE FUNCTION hll_agg_count(hll) RETURNS int8
 
 CREATE AGGREGATE hll_add_agg(hll_hashval) (
     SFUNC = hll_add_trans, STYPE = hll,
+    FINALFUNC = hll_compact,
     COMBINEFUNC = hll_union_trans, PARALLEL = SAFE
 );
 CREATE AGGREGATE hll_add_agg(hll_hashval, int4) (
     SFUNC = hll_add_trans, STYPE = hll,
+    FINALFUNC = hll_compact,
     COMBINEFUNC = hll_union_trans, PARALLEL = SAFE
 );
 CREATE AGGREGATE hll_union_agg(hll) (
     SFUNC = hll_union_trans, STYPE = hll,
+    FINALFUNC = hll_compact,
     COMBINEFUNC = hll_union_trans, PARALLEL = SAFE
 );
 CREATE AGGREGATE approx_count_distinct(anyelement) (

@@ -1,6 +1,9 @@
 //! SQL glue for the `hll` type (UltraLogLog, see `distributed_counter_core::hll`).
 //!
-//! Aggregates keep the `hll` value itself as their transition state. When PostgreSQL
+//! Functions return the compressed stored form (format version 2). Aggregates keep the
+//! `hll` value itself as their transition state, in format version 1 (raw registers or
+//! tokens, see [`hll_state_datum`]), and compress it in their final function
+//! `hll_compact`. When PostgreSQL
 //! calls a transition function as an aggregate (AggCheckCallContext) and the state is a
 //! plain 4-byte-header value we made, a dense state is updated in place and the same
 //! pointer is returned, so PostgreSQL neither copies nor frees it (docs/DEVELOPING.md, "The per-row paths"). Sparse
@@ -25,8 +28,15 @@ unsafe fn hll_arg(datum: pg_sys::Datum) -> Hll {
     unsafe { Hll::decode(varlena_bytes(datum)).or_raise() }
 }
 
+/// A result value: the compressed stored form (version 2).
 unsafe fn hll_datum(h: &Hll) -> pg_sys::Datum {
     unsafe { ptr_datum(bytes_to_varlena(&h.encode())) }
+}
+
+/// An aggregate's working state: the version-1 form, which the transition functions
+/// update in place.
+unsafe fn hll_state_datum(h: &Hll) -> pg_sys::Datum {
+    unsafe { ptr_datum(bytes_to_varlena(&h.encode_state())) }
 }
 
 fn default_precision() -> i32 {
@@ -51,12 +61,30 @@ fn apply_typmod(h: Hll, typmod: i32) -> Result<Hll, CoreError> {
 
 // The `\x` + hex text form: distributed_counter_core::hex.
 
+/// An input value, validated. Format 1 keeps the given bytes (its decoder accepts only
+/// the canonical form), so values stored before format 2 dump, restore and copy
+/// exactly. Format 2 is re-encoded: its decoder accepts other encodings of the same
+/// sketch (any Rice parameter, a longer payload kind), and `=` compares bytes, so only
+/// the canonical form may be stored; every value this extension writes is canonical and
+/// round-trips unchanged. A column's typmod that changes the precision re-encodes too.
+unsafe fn input_datum(bytes: &[u8], h: Hll, typmod: i32) -> pg_sys::Datum {
+    unsafe {
+        if typmod >= 0 && h.precision() as i32 != typmod {
+            hll_datum(&apply_typmod(h, typmod).or_raise())
+        } else if bytes.first() == Some(&ull::FORMAT_VERSION) {
+            ptr_datum(bytes_to_varlena(bytes))
+        } else {
+            hll_datum(&h)
+        }
+    }
+}
+
 sql_function! { fn hll_in(fcinfo) {
     let text = cstring_arg(arg_datum(fcinfo, 0));
     let typmod = arg_i32(fcinfo, 2).unwrap_or(-1);
     let bytes = parse_hex(text, "hll").or_raise();
     let h = Hll::decode(&bytes).or_raise_text();
-    hll_datum(&apply_typmod(h, typmod).or_raise())
+    input_datum(&bytes, h, typmod)
 }}
 
 sql_function! { fn hll_out(fcinfo) {
@@ -65,14 +93,17 @@ sql_function! { fn hll_out(fcinfo) {
 
 sql_function! { fn hll_recv(fcinfo) {
     let typmod = arg_i32(fcinfo, 2).unwrap_or(-1);
-    let h = Hll::decode(recv_bytes(arg_datum(fcinfo, 0))).or_raise();
-    hll_datum(&apply_typmod(h, typmod).or_raise())
+    let bytes = recv_bytes(arg_datum(fcinfo, 0));
+    let h = Hll::decode(bytes).or_raise();
+    input_datum(bytes, h, typmod)
 }}
 
 sql_function! {
-    /// `bytea -> hll` cast: validates (22P03 on bad bytes).
+    /// `bytea -> hll` cast: validates (22P03 on bad bytes), keeps the bytes.
     fn hll_from_bytea(fcinfo) {
-    hll_datum(&Hll::decode(varlena_bytes(arg_datum(fcinfo, 0))).or_raise())
+    let bytes = varlena_bytes(arg_datum(fcinfo, 0));
+    let h = Hll::decode(bytes).or_raise();
+    input_datum(bytes, h, -1)
 }}
 
 sql_function! { fn hll_typmod_in(fcinfo) {
@@ -147,7 +178,19 @@ sql_function! { fn hll_precision(fcinfo) {
 }}
 
 sql_function! { fn hll_print(fcinfo) {
-    text_datum(&hll_arg(arg_datum(fcinfo, 0)).describe())
+    text_datum(&Hll::describe(varlena_bytes(arg_datum(fcinfo, 0))).or_raise())
+}}
+
+sql_function! {
+    /// `hll_compact(hll)`: the same sketch in the compressed stored form (format 2),
+    /// and the final function of `hll_add_agg` and `hll_union_agg`. A value already in
+    /// format 2 is returned as it is.
+    fn hll_compact(fcinfo) {
+    let datum = arg_datum(fcinfo, 0);
+    if varlena_bytes(datum).first() == Some(&ull::FORMAT_VERSION_2) {
+        return datum;
+    }
+    hll_datum(&hll_arg(datum))
 }}
 
 sql_function! { fn hll_cardinality_bounds(fcinfo) {
@@ -201,7 +244,7 @@ unsafe fn add_to_state(
             hll_arg(arg_datum(fcinfo, 0))
         };
         state.add_hash(h);
-        hll_datum(&state)
+        hll_state_datum(&state)
     }
 }
 
@@ -271,18 +314,21 @@ sql_function! {
     }
     let input = arg_datum(fcinfo, 1);
     if arg_is_null(fcinfo, 0) {
-        // First value: validate it and take a private copy.
-        return hll_datum(&hll_arg(input));
+        // First value: validate it and take a private copy in the state form.
+        return hll_state_datum(&hll_arg(input));
     }
     if let Some(state) = owned_state(fcinfo) {
         let bytes = varlena_bytes(input);
-        if ull::dense_merge_in_place(state, bytes) || ull::dense_merge_sparse_in_place(state, bytes) {
+        if ull::dense_merge_v2_in_place(state, bytes)
+            || ull::dense_merge_in_place(state, bytes)
+            || ull::dense_merge_sparse_in_place(state, bytes)
+        {
             return arg_datum(fcinfo, 0);
         }
     }
     let mut state = hll_arg(arg_datum(fcinfo, 0));
     state.union(&hll_arg(input));
-    hll_datum(&state)
+    hll_state_datum(&state)
 }}
 
 sql_function! {

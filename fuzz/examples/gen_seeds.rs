@@ -16,16 +16,28 @@ use distributed_counter_core::topk::TopK;
 
 fn hll_values() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for (p, n) in [(4, 0), (4, 3), (4, 200), (8, 2000), (12, 5), (18, 1)] {
+    // Both formats: version 1 (the aggregates' state) and version 2 (sparse, list and
+    // planes payloads).
+    for (p, n) in [
+        (4, 0),
+        (4, 3),
+        (4, 200),
+        (8, 2000),
+        (12, 5),
+        (18, 1),
+        (8, 150),
+    ] {
         let mut h = Hll::new(p).unwrap();
         for i in 0..n {
             h.add_hash(hash_i64(i, 0));
         }
+        out.push(h.encode_state());
         out.push(h.encode());
     }
     let mut d = Hll::new(5).unwrap();
     d.add_hash(hash_i64(42, 0));
     d.densify();
+    out.push(d.encode_state());
     out.push(d.encode());
     out
 }

@@ -14,8 +14,8 @@
 
 use distributed_counter_core::cms::Cms;
 use distributed_counter_core::crdt::{self, GCounter, PNCounter};
-use distributed_counter_core::hex;
 use distributed_counter_core::hash::hash_bytes;
+use distributed_counter_core::hex;
 use distributed_counter_core::hll::{self, Hll};
 use distributed_counter_core::topk::TopK;
 
@@ -38,13 +38,41 @@ pub fn hll_decode(data: &[u8]) {
         let _ = hll::dense_merge_in_place(&mut copy, data);
         let _ = hll::dense_merge_sparse_in_place(&mut copy, data);
     }
+    // Format 2 merged into a dense state: never panics, and reports success only for
+    // a value that decodes.
+    for p in [
+        hll::MIN_P,
+        data.get(2).copied().unwrap_or(12).clamp(hll::MIN_P, 12),
+    ] {
+        let mut state = Hll::new(p as i32).unwrap();
+        state.densify();
+        let mut bytes = state.encode_state();
+        if hll::dense_merge_v2_in_place(&mut bytes, data) {
+            let stored = Hll::decode(data).expect("hll: merged in place but does not decode");
+            state.union(&stored);
+            assert_eq!(
+                bytes,
+                state.encode_state(),
+                "hll: in-place format-2 merge differs from union"
+            );
+        }
+    }
 
     let Ok(h) = Hll::decode(data) else { return };
+    if data[0] == hll::FORMAT_VERSION {
+        // Format 1 is exact; it re-encodes to the same state bytes and, as format 2, to
+        // a value with the same estimate (or the registers of a long token list).
+        let state = h.encode_state();
+        assert_eq!(state, data, "hll: accepted format-1 input is not canonical");
+        assert_eq!(state.len(), h.state_len());
+    }
+    // Format 2 (canonical or not) re-encodes to a canonical value of the same sketch.
     let enc = h.encode();
-    assert_eq!(enc, data, "hll: accepted input is not canonical");
-    assert_eq!(enc.len(), h.encoded_len());
     let again = Hll::decode(&enc).expect("hll: re-encoding does not decode");
-    assert_eq!(again, h);
+    assert_eq!(again.encode(), enc, "hll: canonical form is not stable");
+    if !(h.is_sparse() && enc[1] != hll::KIND_SPARSE) {
+        assert_eq!(again, h, "hll: format 2 does not keep the sketch");
+    }
 
     let e = h.estimate();
     assert!(e.is_finite() && e >= 0.0, "hll estimate {e}");
@@ -55,7 +83,7 @@ pub fn hll_decode(data: &[u8]) {
     assert!(!f.is_nan() && f >= 0.0, "hll fgra estimate {f}");
     let _ = h.bounds(0.95);
     let _ = h.certain_lower_bound();
-    let _ = h.describe();
+    let _ = Hll::describe(data);
     let _ = h.is_empty();
 
     // Union is idempotent.
@@ -118,7 +146,10 @@ pub fn cms_decode(data: &[u8]) {
     // type, the same bytes otherwise
     let data_v2 = Cms::with_elem(data, c.elem()).expect("cms: accepted input has no v2 form");
     assert_eq!(enc, data_v2, "cms: accepted input is not canonical");
-    assert!(data[0] == 1 || enc == data, "cms: accepted v2 input is not canonical");
+    assert!(
+        data[0] == 1 || enc == data,
+        "cms: accepted v2 input is not canonical"
+    );
     assert_eq!(enc.len(), c.encoded_len());
     let again = Cms::decode(&enc).expect("cms: re-encoding does not decode");
     assert_eq!(again, c);
@@ -209,8 +240,15 @@ fn check_pncounter(c: &PNCounter) {
 /// The merge aggregates' in-place path (`crdt::in_place`) on an arbitrary input merged
 /// into a valid state: it either declines, leaving a state that still decodes (a partial
 /// merge only raises counts), or gives exactly the full merge of the decoded input.
-fn check_merge_in_place<C>(data: &[u8], kind: u8, parts: usize, decode: fn(&[u8]) -> Option<C>, merge: fn(&C, &C) -> C, encode: fn(&C) -> Vec<u8>, base: C)
-where
+fn check_merge_in_place<C>(
+    data: &[u8],
+    kind: u8,
+    parts: usize,
+    decode: fn(&[u8]) -> Option<C>,
+    merge: fn(&C, &C) -> C,
+    encode: fn(&C) -> Vec<u8>,
+    base: C,
+) where
     C: PartialEq + std::fmt::Debug,
 {
     let mut state = encode(&base);
@@ -218,7 +256,11 @@ where
     let after = decode(&state).expect("crdt: the in-place merge left an undecodable state");
     if done {
         let input = decode(data).expect("crdt: the in-place merge accepted an invalid input");
-        assert_eq!(after, merge(&base, &input), "crdt: in-place merge differs from the full merge");
+        assert_eq!(
+            after,
+            merge(&base, &input),
+            "crdt: in-place merge differs from the full merge"
+        );
     }
 }
 

@@ -80,7 +80,8 @@ SELECT :'fingerprint' = :'restored' AS dump_restore_identical;
 \set VERBOSITY sqlstate
 SELECT 'nothex'::hll;                 -- 22P02
 SELECT '\x01'::hll;                   -- 22P02 (truncated)
-SELECT '\x02010c'::hll;               -- 22P02 (unknown version)
+SELECT '\x03010c'::hll;               -- 22P02 (unknown version)
+SELECT '\x02010c'::hll;               -- 22P02 (format 2, truncated)
 SELECT '\x01010c0'::hll;              -- 22P02 (odd digits)
 SELECT '\x01011f'::hll;               -- 22P02 (precision 31)
 SELECT '\x010101'::bytea::hll;        -- 22P03 (precision 1)
@@ -92,6 +93,7 @@ SELECT hll_add_agg(hll_hash_integer(1), 19);  -- 22023
 SELECT '\x010c'::hll(30);             -- 22023 typmod
 SELECT hll_cardinality_bounds(hll_empty(), 1.5);  -- 22023
 \set VERBOSITY default
+SELECT '\x03010c'::hll;
 SELECT '\x02010c'::hll;
 SELECT '\x01020c00'::bytea::hll;
 
@@ -101,7 +103,11 @@ SELECT setseed(0.42);
 CREATE TABLE fuzz_seeds AS
 SELECT users::bytea AS b FROM daily
 UNION ALL SELECT (hll_empty(12) || hll_hash_integer(g))::bytea FROM generate_series(1, 5) g
-UNION ALL SELECT hll_add_agg(hll_hash_integer(g), 4)::bytea FROM generate_series(1, 500) g;
+UNION ALL SELECT hll_add_agg(hll_hash_integer(g), 4)::bytea FROM generate_series(1, 500) g
+UNION ALL SELECT hll_add_agg(hll_hash_integer(g), 6)::bytea FROM generate_series(1, 150) g
+-- format 1 (0.2.0's stored form): a sparse and a dense value
+UNION ALL SELECT '\x0101042600000027000080'::bytea
+UNION ALL SELECT '\x010204001200000000000000000000000000fc'::bytea;
 CREATE FUNCTION mutate(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
 DECLARE r float8 := random(); n int := length(b); pos int;
 BEGIN

@@ -165,9 +165,77 @@ fn empty_precision_out_of_range() {
     Spi::run("SELECT hll_empty(19)").unwrap();
 }
 
-#[pg_test(error = "unsupported hll format version 2 (this build reads version 1)")]
+#[pg_test(error = "unsupported hll format version 3 (this build reads versions 1 and 2)")]
 fn wrong_version_byte() {
-    Spi::run("SELECT '\\x02010c'::hll").unwrap();
+    Spi::run("SELECT '\\x03010c'::hll").unwrap();
+}
+
+#[pg_test]
+fn format_2_is_what_functions_return_and_format_1_keeps_working() {
+    // Sketches at every form: sparse (<= 100 values), list, planes; p = 10 and 12.
+    Spi::run(
+        "CREATE TEMP TABLE f2 AS SELECT n, p, hll_add_agg(hll_hash_integer(g), p) AS h \
+         FROM (VALUES (5), (100), (101), (1000), (50000)) v(n), (VALUES (10), (12)) q(p), \
+         LATERAL generate_series(1, n) g GROUP BY n, p",
+    )
+    .unwrap();
+    // Every result is format 2 (first byte 2), and hll_print says which payload.
+    assert_eq!(one::<i64>("SELECT count(*) FROM f2 WHERE get_byte(h::bytea, 0) <> 2"), 0);
+    assert_eq!(
+        one::<String>(
+            "SELECT string_agg(f, '; ' ORDER BY f) FROM \
+             (SELECT DISTINCT split_part(hll_print(h), ', ', 3) f FROM f2 WHERE p = 12) s"
+        ),
+        "dense (list); dense (planes); sparse"
+    );
+    for sql in [
+        "SELECT hll_empty(12)",
+        "SELECT hll_empty(12) || hll_hash_integer(1)",
+        "SELECT hll_union(hll_empty(12), hll_empty(10))",
+        "SELECT hll_compact('\\x0101042600000027000080'::hll)",
+        "SELECT hll_union_agg(h) FROM f2",
+    ] {
+        assert_eq!(one::<i32>(&format!("SELECT get_byte(({sql})::bytea, 0)")), 2, "{sql}");
+    }
+    // Input (text, bytea cast) keeps format-1 bytes as given and stores format 2 in its
+    // canonical form, so dump and restore round-trip exactly and `=` stays an equality
+    // of sketches: the single token 0x41 at p = 12, Rice-coded with b = 0 and b = 1.
+    assert!(one::<bool>(
+        "SELECT '\\x0101042600000027000080'::hll::bytea = '\\x0101042600000027000080'::bytea \
+            AND '\\x0101042600000027000080'::bytea::hll::text = '\\x0101042600000027000080'"
+    ));
+    assert!(one::<bool>(
+        "SELECT '\\x02010c010001'::hll = '\\x02010c010102'::hll \
+            AND '\\x02010c010102'::bytea::hll::bytea = '\\x02010c010001'::bytea"
+    ));
+    assert!(one::<bool>("SELECT bool_and(h::text::hll::bytea = h::bytea AND h::bytea::hll = h) FROM f2"));
+    // The same sketches in format 1 (the aggregates' state form, as 0.2.0 stored them):
+    // equal estimates and bounds, and unions of any mix give format 2's bytes.
+    Spi::run("CREATE TEMP TABLE f1 AS SELECT n, p, hll_union_trans(NULL, h) AS h FROM f2").unwrap();
+    assert_eq!(one::<i64>("SELECT count(*) FROM f1 WHERE get_byte(h::bytea, 0) <> 1"), 0);
+    assert!(one::<bool>(
+        "SELECT bool_and(# a.h = # b.h AND hll_cardinality_bounds(a.h, 0.9) = hll_cardinality_bounds(b.h, 0.9) \
+                 AND hll_precision(a.h) = hll_precision(b.h) AND hll_compact(b.h) = a.h) \
+         FROM f2 a JOIN f1 b USING (n, p)"
+    ));
+    assert!(one::<bool>(
+        "SELECT (SELECT hll_union_agg(h) FROM f2 WHERE p = 12) = \
+                (SELECT hll_union_agg(h) FROM (SELECT h FROM f1 WHERE p = 12 AND n < 1000 \
+                 UNION ALL SELECT h FROM f2 WHERE p = 12 AND n >= 1000) s) \
+            AND (SELECT hll_union_agg(h) FROM f2) = (SELECT hll_union_agg(h) FROM f1)"
+    ));
+    assert!(one::<bool>(
+        "SELECT bool_and(hll_union(a.h, c.h) = hll_union(b.h, c.h)) \
+         FROM f2 a JOIN f1 b USING (n, p) JOIN f2 c ON c.p = a.p"
+    ));
+    // hll_compact converts a table of format-1 values in place; format 2 stays as is.
+    Spi::run("UPDATE f1 SET h = hll_compact(h)").unwrap();
+    assert!(one::<bool>("SELECT bool_and(a.h = b.h) FROM f2 a JOIN f1 b USING (n, p)"));
+    assert!(one::<bool>("SELECT bool_and(hll_compact(h) = h) FROM f2"));
+    // Format 2 takes less room than format 1 at every fill past the first few values.
+    assert!(one::<bool>(
+        "SELECT bool_and(pg_column_size(hll_compact(h)) < pg_column_size(hll_union_trans(NULL, h))) FROM f2 WHERE n >= 100"
+    ));
 }
 
 #[pg_test]

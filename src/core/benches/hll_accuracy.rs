@@ -13,7 +13,7 @@ use distributed_counter_core::hash::hash_i64;
 use distributed_counter_core::hll::Hll;
 use std::sync::mpsc;
 
-const PRECISIONS: [i32; 3] = [10, 12, 14];
+const PRECISIONS: [i32; 4] = [8, 10, 12, 14];
 
 /// 1-2-5 grid from 1 to max_n.
 fn grid(max_n: u64) -> Vec<u64> {
@@ -53,7 +53,7 @@ fn trial(seed: i32, points: &[u64]) -> Vec<Vec<(f64, usize)>> {
             }
         }
         for (i, s) in sketches.iter().enumerate() {
-            out[i].push((s.estimate(), stored_bytes(s.encoded_len())));
+            out[i].push((s.estimate(), stored_bytes(s.encode().len())));
         }
     }
     out
@@ -91,7 +91,7 @@ fn main() {
         let first = trial(0, &points);
         let lines: Vec<String> = points
             .iter()
-            .zip(&first[1])
+            .zip(&first[PRECISIONS.iter().position(|&p| p == 12).unwrap()])
             .map(|(n, (est, _))| format!("{n},{est}"))
             .collect();
         std::fs::write(path, lines.join("\n") + "\n").expect("write seed-0 estimates");

@@ -2,8 +2,8 @@
 //! and the estimator against theory.
 
 use distributed_counter_core::hll::{
-    dense_add_in_place, dense_merge_in_place, dense_precision, encoded_len_dense,
-    hash_register_update, sparse_capacity, Hll, MAX_P, MIN_P,
+    dense_add_in_place, dense_merge_in_place, dense_merge_v2_in_place, dense_precision,
+    encoded_len_dense, hash_register_update, sparse_capacity, Hll, MAX_P, MIN_P, V2_SPARSE_MAX,
 };
 use distributed_counter_core::ErrorKind;
 use proptest::prelude::*;
@@ -67,17 +67,33 @@ fn empty_sketch() {
     let h = Hll::new(12).unwrap();
     assert!(h.is_sparse() && h.is_empty());
     assert_eq!(h.estimate(), 0.0);
-    assert_eq!(h.encode(), vec![1, 1, 12]);
+    assert_eq!(h.encode_state(), vec![1, 1, 12]);
+    // format 2: no tokens, Rice parameter 0
+    assert_eq!(h.encode(), vec![2, 1, 12, 0, 0]);
     assert_eq!(h.bounds(0.95).unwrap(), (0.0, 0.0));
     let mut d = h.clone();
     d.densify();
     assert_eq!(d.estimate(), 0.0);
     assert!(d.is_empty());
+    assert_eq!(Hll::decode(&d.encode_state()).unwrap(), d);
     assert_eq!(Hll::decode(&d.encode()).unwrap(), d);
-    assert_eq!(h.describe(), "ULL v1, p=12, sparse, 0 tokens, 3 bytes");
     assert_eq!(
-        d.describe(),
+        Hll::describe(&h.encode_state()).unwrap(),
+        "ULL v1, p=12, sparse, 0 tokens, 3 bytes"
+    );
+    assert_eq!(
+        Hll::describe(&h.encode()).unwrap(),
+        "ULL v2, p=12, sparse, 0 tokens, 5 bytes"
+    );
+    assert_eq!(
+        Hll::describe(&d.encode_state()).unwrap(),
         "ULL v1, p=12, dense, 4096 registers, 4099 bytes"
+    );
+    // All 4096 registers zero: an empty list.
+    assert_eq!(d.encode(), vec![2, 3, 12, 0, 0, 0]);
+    assert_eq!(
+        Hll::describe(&d.encode()).unwrap(),
+        "ULL v2, p=12, dense (list), 0 of 4096 registers set, 6 bytes"
     );
 }
 
@@ -92,10 +108,44 @@ fn golden_sparse_bytes() {
     h.add_hash(1);
     h.add_hash(1); // duplicate: no change
     assert_eq!(
-        h.encode(),
+        h.encode_state(),
         vec![0x01, 0x01, 0x04, 0x26, 0x00, 0x00, 0x00, 0x27, 0x00, 0x00, 0x80]
     );
-    assert_eq!(h.describe(), "ULL v1, p=4, sparse, 2 tokens, 11 bytes");
+    assert_eq!(
+        Hll::describe(&h.encode_state()).unwrap(),
+        "ULL v1, p=4, sparse, 2 tokens, 11 bytes"
+    );
+    // Format 2: [2][1][p][count][Rice b], then per token the 26-bit index gap in Rice
+    // code (unary quotient, b low bits) and k26 - 1 in unary (38 ones, no zero, for
+    // k26 = 39). Gaps 0 and 2^25: b = 23 and b = 24 both take 52 bits; the smaller wins.
+    let zeros = |n: usize| "0".repeat(n);
+    let ones = |n: usize| "1".repeat(n);
+    let bits = [
+        "0".to_string() + &zeros(23), // gap 0: quotient 0, 23 zero bits
+        ones(37) + "0",               // k26 = 38
+        ones(4) + "0" + &zeros(23),   // gap 2^25 = 4 << 23
+        ones(38),                     // k26 = 39
+    ]
+    .concat();
+    let mut expected = vec![0x02, 0x01, 0x04, 2, 23];
+    expected.extend(pack_bits(&bits));
+    assert_eq!(h.encode(), expected);
+    assert_eq!(Hll::decode(&expected).unwrap(), h);
+    assert_eq!(
+        Hll::describe(&expected).unwrap(),
+        "ULL v2, p=4, sparse, 2 tokens, 21 bytes"
+    );
+}
+
+/// Pack a string of '0'/'1' into bytes, first character into bit 0 of byte 0.
+fn pack_bits(bits: &str) -> Vec<u8> {
+    let mut out = vec![0u8; bits.len().div_ceil(8)];
+    for (i, c) in bits.chars().enumerate() {
+        if c == '1' {
+            out[i / 8] |= 1 << (i % 8);
+        }
+    }
+    out
 }
 
 #[test]
@@ -115,11 +165,18 @@ fn golden_dense_bytes() {
         0x1400_0000_0000_0000,
         0xF000_0000_0000_0000,
     ];
-    assert_eq!(dense_sketch(4, &hashes).encode(), expected);
+    assert_eq!(dense_sketch(4, &hashes).encode_state(), expected);
     // Same through the sparse form and through the in-place hot path.
     let mut s = sketch(4, &hashes);
     s.densify();
-    assert_eq!(s.encode(), expected);
+    assert_eq!(s.encode_state(), expected);
+    // Format 2 as a list (11 bytes; planes would take 17): count 2, 2 gap bytes, a
+    // dictionary of the two values (equal counts: ascending), gaps 1 and 13 (register
+    // 15 is 13 past register 1's successor), codes 0 and 1 in one byte.
+    let list = vec![0x02, 0x03, 0x04, 2, 2, 2, 0x12, 0xFC, 1, 13, 0x10];
+    assert_eq!(s.encode(), list);
+    assert_eq!(Hll::decode(&list).unwrap(), s);
+    assert_eq!(Hll::decode(&list).unwrap().estimate(), s.estimate());
     let mut bytes = vec![0x01, 0x02, 0x04];
     bytes.extend([0u8; 16]);
     for h in hashes {
@@ -135,8 +192,9 @@ fn ten_values_fit_in_sixty_bytes() {
         let hashes: Vec<u64> = (0..10).map(|_| rng.next()).collect();
         let h = sketch(p as i32, &hashes);
         assert!(h.is_sparse());
-        assert_eq!(h.encode().len(), 43);
-        assert!(h.encode().len() <= 60);
+        assert_eq!(h.encode_state().len(), 43);
+        // Rice-coded: about 26 bits per token instead of 32 (SQL adds a 4-byte header).
+        assert!(h.encode().len() <= 40, "p={p}: {}", h.encode().len());
     }
 }
 
@@ -278,16 +336,36 @@ proptest! {
 
     #[test]
     fn in_place_hot_path_matches(a in hashes_strategy(), b in hashes_strategy(), p in 4i32..=12) {
-        let mut bytes = dense_sketch(p, &[]).encode();
+        let mut bytes = dense_sketch(p, &[]).encode_state();
         prop_assert_eq!(bytes.len(), encoded_len_dense(p as u8));
         prop_assert_eq!(dense_precision(&bytes), Some(p as u8));
         for &h in &a {
             prop_assert!(dense_add_in_place(&mut bytes, h));
         }
-        prop_assert_eq!(&bytes, &dense_sketch(p, &a).encode());
+        prop_assert_eq!(&bytes, &dense_sketch(p, &a).encode_state());
         let other = dense_sketch(p, &b);
-        prop_assert!(dense_merge_in_place(&mut bytes, &other.encode()));
+        prop_assert!(dense_merge_in_place(&mut bytes, &other.encode_state()));
         prop_assert_eq!(Hll::decode(&bytes).unwrap(), union(&dense_sketch(p, &a), &other));
+    }
+
+    #[test]
+    fn format_2_merges_in_place_like_union(a in hashes_strategy(), b in hashes_strategy(),
+                                           p in 4i32..=12, up in 0i32..=2, dense: bool) {
+        // A stored format-2 value (list, planes or sparse) merged into a dense state.
+        let state = dense_sketch(p, &a);
+        let mut bytes = state.encode_state();
+        let q = (p + up).min(18);
+        let other = make(q, &b, dense);
+        let stored = other.encode();
+        let expected = union(&state, &Hll::decode(&stored).unwrap());
+        let merged = dense_merge_v2_in_place(&mut bytes, &stored);
+        // In place when the result keeps the state's precision: always for sparse
+        // values, for dense ones only at equal precision.
+        let stays_sparse = stored[1] == 0x01;
+        prop_assert_eq!(merged, q == p || stays_sparse);
+        if merged {
+            prop_assert_eq!(Hll::decode(&bytes).unwrap(), expected);
+        }
     }
 
     // ------------------------------------------------------------ encoding
@@ -295,11 +373,22 @@ proptest! {
     #[test]
     fn encode_decode_round_trip(hashes in hashes_strategy(), p in 4i32..=12, dense: bool) {
         let h = make(p, &hashes, dense);
+        // format 1: exact
+        let state = h.encode_state();
+        prop_assert_eq!(state.len(), h.state_len());
+        prop_assert_eq!(Hll::decode(&state).unwrap(), h.clone());
+        // format 2: exact, except that a token list longer than V2_SPARSE_MAX is
+        // stored as the registers it makes
         let bytes = h.encode();
-        prop_assert_eq!(bytes.len(), h.encoded_len());
         let back = Hll::decode(&bytes).unwrap();
-        prop_assert_eq!(back.encode(), bytes);
-        prop_assert_eq!(back, h);
+        prop_assert_eq!(back.encode(), bytes.clone());
+        let mut expected = h.clone();
+        if h.is_sparse() && bytes[1] != 0x01 {
+            expected.densify();
+        }
+        prop_assert_eq!(back.estimate(), expected.estimate());
+        prop_assert_eq!(back, expected);
+        prop_assert!(Hll::describe(&bytes).unwrap().starts_with("ULL v2,"));
     }
 
     #[test]
@@ -308,15 +397,12 @@ proptest! {
         // Give random payloads a plausible header often enough to reach deep checks.
         let mut bytes = bytes;
         if header > 0 && bytes.len() >= 3 {
-            bytes[0] = 1;
-            bytes[1] = if header == 1 { 1 } else { 2 };
+            bytes[0] = 1 + (bytes[0] & 1);
+            bytes[1] = if header == 1 { 1 } else { header as u8 };
             bytes[2] = if header == 3 { 4 } else { bytes[2] % 20 };
-            if header == 3 { bytes.resize(19, 0); }
+            if header == 3 && bytes[0] == 1 { bytes.resize(19, 0); }
         }
-        if let Ok(h) = Hll::decode(&bytes) {
-            prop_assert_eq!(h.encode(), bytes.clone());
-            let _ = h.estimate();
-        }
+        check_decoded(&bytes)?;
         let mut copy = bytes.clone();
         let _ = dense_add_in_place(&mut copy, 12345);
     }
@@ -331,28 +417,77 @@ proptest! {
             let i = pos % bad.len();
             bad[i] ^= 1 << bit;
         }
-        if let Ok(h) = Hll::decode(&bad) {
-            prop_assert_eq!(h.encode(), bad.clone());
-            let e = h.estimate();
-            prop_assert!(e >= 0.0);
-        }
-        let truncated = &good[..cut % (good.len() + 1)];
-        if let Ok(h) = Hll::decode(truncated) {
-            prop_assert_eq!(h.encode(), truncated.to_vec());
-        }
-        // Mutated bytes must never make the in-place path panic either.
+        check_decoded(&bad)?;
+        check_decoded(&good[..cut % (good.len() + 1)])?;
+        // Mutated bytes must never make the in-place paths panic either, and a merge
+        // reports success only for a value the general path accepts.
         let mut m = bad.clone();
         let _ = dense_add_in_place(&mut m, u64::MAX);
         let _ = dense_merge_in_place(&mut m, &bad);
+        let mut state = dense_sketch(p, &hashes).encode_state();
+        if dense_merge_v2_in_place(&mut state, &bad) {
+            prop_assert!(Hll::decode(&bad).is_ok());
+        }
     }
+}
+
+/// Whatever decodes is valid: format 1 re-encodes to the same bytes, format 2 to a
+/// canonical form that decodes to the same sketch; the estimate is finite.
+fn check_decoded(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(h) = Hll::decode(bytes) {
+        if bytes[0] == 1 {
+            prop_assert_eq!(h.encode_state(), bytes.to_vec());
+        } else {
+            let canonical = h.encode();
+            prop_assert_eq!(Hll::decode(&canonical).unwrap(), h.clone());
+        }
+        let e = h.estimate();
+        prop_assert!(e >= 0.0 && e.is_finite());
+    }
+    Ok(())
 }
 
 #[test]
 fn decode_rejects_with_precise_messages() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![], "shorter than its 3-byte header"),
-        (vec![2, 1, 12], "unsupported hll format version 2"),
+        (vec![3, 1, 12], "unsupported hll format version 3"),
         (vec![1, 3, 12], "unknown hll kind byte 0x03"),
+        (vec![2, 4, 12], "unknown hll kind byte 0x04"),
+        (vec![2, 1, 12], "ends before its token count"),
+        (vec![2, 1, 12, 101, 0], "101 tokens, more than the 100"),
+        (vec![2, 1, 12, 1, 27], "Rice parameter 27"),
+        (vec![2, 1, 12, 1, 0], "token 0 is truncated"),
+        (vec![2, 1, 12, 0, 0, 0], "after its last token"),
+        (vec![2, 3, 4, 0, 0, 1, 12], "malformed dictionary"),
+        (vec![2, 3, 4, 17, 0, 1, 12], "17 registers, more than 16"),
+        (
+            vec![2, 3, 4, 1, 1, 1, 13, 0, 0],
+            "impossible at precision 4",
+        ),
+        (vec![2, 3, 4, 1, 1, 1, 12, 16, 0], "lies past register 16"),
+        (vec![2, 3, 4, 1, 1, 1, 12, 0, 1], "code that names no value"),
+        (vec![2, 3, 4, 1, 2, 1, 12, 0, 0], "truncated"),
+        (vec![2, 2, 4, 0], "primary dictionary has 0 values"),
+        (vec![2, 2, 4, 2, 0, 0, 0], "value 0 twice"),
+        (vec![2, 2, 4, 1, 0, 0, 0, 0, 0], "truncated"),
+        (
+            vec![2, 2, 4, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            "names no value",
+        ),
+        (
+            vec![2, 2, 4, 1, 0, 0, 0, 0xF0, 0, 0, 0, 0, 0, 0, 0],
+            "more escapes than it counts",
+        ),
+        (
+            vec![2, 2, 4, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x0F, 12],
+            "counts 1 escapes",
+        ),
+        (
+            vec![2, 2, 4, 1, 0, 0, 1, 0x0F, 0, 0, 0, 0, 0, 0, 0, 0],
+            "secondary code 0 names no value",
+        ),
+        (vec![2, 2, 4, 1, 0, 0, 0x80, 0], "malformed escape count"),
         (vec![1, 0x10, 12], "unknown hll kind byte 0x10"),
         (vec![1, 1, 3], "precision 3 is out of range"),
         (vec![1, 1, 19], "precision 19 is out of range"),
@@ -405,13 +540,97 @@ fn decode_rejects_with_precise_messages() {
 }
 
 #[test]
+fn planes_decode_escapes_by_hand() {
+    // p = 4, not the canonical form (a list is shorter) but valid: primary dictionary
+    // {0}, secondary {12}; registers 1 and 15 escape (code 15); the first escape is
+    // secondary code 0 (12), the second escapes again to the raw byte 252.
+    let bytes = vec![
+        2, 2, 4, // header
+        1, 0, // primary: 0
+        1, 12, // secondary: 12
+        2,  // escapes
+        0xF0, 0, 0, 0, 0, 0, 0, 0xF0, // codes of registers 0..16, low nibble first
+        0xF0, // secondary codes of the two escapes
+        252,  // raw
+    ];
+    let h = Hll::decode(&bytes).unwrap();
+    let mut regs = vec![1u8, 2, 4];
+    regs.extend([0u8; 16]);
+    regs[3 + 1] = 12;
+    regs[3 + 15] = 252;
+    assert_eq!(h.encode_state(), regs);
+    let mut state = vec![1u8, 2, 4];
+    state.extend([0u8; 16]);
+    assert!(dense_merge_v2_in_place(&mut state, &bytes));
+    assert_eq!(state, regs);
+    // A precision out of range is refused by the in-place path as by decode (found by
+    // the fuzzer: an empty sparse value with precision 38 merged "successfully").
+    let mut state = vec![1u8, 2, 4];
+    state.extend([0u8; 16]);
+    for p in [3u8, 19, 38, 255] {
+        assert!(Hll::decode(&[2, 1, p, 0, 0]).is_err());
+        assert!(!dense_merge_v2_in_place(&mut state, &[2, 1, p, 0, 0]));
+    }
+    // A raw value that a dictionary holds is not the canonical escape: rejected.
+    let mut dup = bytes.clone();
+    dup[17] = 12;
+    assert!(Hll::decode(&dup).is_err());
+}
+
+#[test]
+fn format_1_reads_forever_with_the_same_answers() {
+    // Every fill: the format-1 and format-2 forms of one sketch decode to equal
+    // sketches with equal estimates and bounds.
+    let mut rng = SplitMix(99);
+    for p in [4i32, 10, 12, 14] {
+        for n in [0usize, 1, 50, 100, 101, 128, 129, 1000, 5000, 100_000] {
+            let hashes: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+            for h in [sketch(p, &hashes), dense_sketch(p, &hashes)] {
+                let v1 = Hll::decode(&h.encode_state()).unwrap();
+                let v2 = Hll::decode(&h.encode()).unwrap();
+                assert_eq!(v1, h);
+                if h.is_sparse() && n > V2_SPARSE_MAX {
+                    let mut d = h.clone();
+                    d.densify();
+                    assert_eq!(v2, d);
+                } else {
+                    assert_eq!(v2, h);
+                }
+                // The same answers from either form, and from the sketch never stored.
+                for x in [&v1, &v2] {
+                    assert_eq!(x.estimate(), h.estimate());
+                    assert_eq!(x.bounds(0.9).unwrap(), h.bounds(0.9).unwrap());
+                    assert_eq!(x.certain_lower_bound(), h.certain_lower_bound());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn format_2_is_smaller_than_five_bits_a_register_when_well_filled() {
+    // postgresql-hll's dense form spends 5 bits a register; ours must stay below at
+    // every precision the size target names, over a range of well-filled sketches.
+    let mut rng = SplitMix(5);
+    for p in [10i32, 12, 14] {
+        let m = 1usize << p;
+        for fill in [10usize, 40, 300] {
+            let hashes: Vec<u64> = (0..fill * m).map(|_| rng.next()).collect();
+            let bytes = dense_sketch(p, &hashes).encode();
+            let bits = 8.0 * (bytes.len() + 4) as f64 / m as f64;
+            assert!(bits < 4.85, "p={p} n={} m: {bits:.3} bits a register", fill);
+        }
+    }
+}
+
+#[test]
 fn in_place_rejects_non_dense() {
-    let mut sparse = sketch(10, &[1, 2, 3]).encode();
+    let mut sparse = sketch(10, &[1, 2, 3]).encode_state();
     let before = sparse.clone();
     assert!(!dense_add_in_place(&mut sparse, 99));
     assert_eq!(sparse, before);
-    let mut d10 = dense_sketch(10, &[1]).encode();
-    let d11 = dense_sketch(11, &[1]).encode();
+    let mut d10 = dense_sketch(10, &[1]).encode_state();
+    let d11 = dense_sketch(11, &[1]).encode_state();
     assert!(!dense_merge_in_place(&mut d10, &d11));
     assert!(!dense_merge_in_place(&mut d10, &before));
     assert_eq!(dense_precision(&d10[..100]), None);
@@ -438,7 +657,7 @@ fn reduce_precision_rejects_increase() {
 fn simulate_hashes(p: i32, n: usize, trials: usize, seed: u64) -> (f64, f64) {
     let mut rng = SplitMix(seed);
     let (mut sum, mut sum_sq) = (0.0, 0.0);
-    let mut bytes = dense_sketch(p, &[]).encode();
+    let mut bytes = dense_sketch(p, &[]).encode_state();
     for _ in 0..trials {
         bytes[3..].fill(0);
         for _ in 0..n {

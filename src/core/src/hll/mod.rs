@@ -33,17 +33,22 @@
 //! confidence bounds; `fgra.rs`: the paper's FGRA estimator, kept as the reference the
 //! accuracy benchmark and the fuzz targets compare against; `tests.rs`.
 //!
-//! # Stored form (version 1), see docs/FORMAT.md
-//! `[0x01 version][kind: 0x01 sparse | 0x02 dense][p][payload]`.
+//! # Stored forms, see docs/FORMAT.md
+//! `[version][kind][p][payload]`. Version 2 (`codec.rs`) is what functions return and
+//! tables store: compressed registers or Rice-coded tokens. Version 1 (`0x01 sparse |
+//! 0x02 dense`, raw tokens or registers) is the aggregates' working state, updated in
+//! place, and what releases before 0.3.0 stored; it is read forever.
 
 use crate::error::{CoreError, Result};
 
+mod codec;
 mod estimate;
 mod fgra;
 mod registers;
 #[cfg(test)]
 mod tests;
 
+pub use codec::{dense_merge_v2_in_place, FORMAT_VERSION_2, KIND_LIST, KIND_PLANES, V2_SPARSE_MAX};
 pub use estimate::*;
 use fgra::*;
 pub use registers::*;
@@ -52,7 +57,8 @@ pub use registers::*;
 pub const MIN_P: u8 = 4;
 /// Largest supported precision (262144 registers, 256 KiB dense).
 pub const MAX_P: u8 = 18;
-/// Format version byte of the stored form.
+/// Format version byte of version 1: the aggregates' in-place state (and the stored
+/// form before 0.3.0). [`FORMAT_VERSION_2`] is the compressed stored form.
 pub const FORMAT_VERSION: u8 = 1;
 /// Kind byte of the sparse (token list) form.
 pub const KIND_SPARSE: u8 = 0x01;
@@ -272,9 +278,25 @@ impl Hll {
         }
     }
 
+    /// The dense form of a token list longer than [`V2_SPARSE_MAX`]: what storing it
+    /// makes of it. The estimates use it, so a sketch estimates the same whether or not
+    /// it has been stored.
+    fn as_stored(&self) -> Option<Hll> {
+        match &self.repr {
+            Repr::Sparse(tokens) if tokens.len() > V2_SPARSE_MAX => Some(Hll {
+                p: self.p,
+                repr: Repr::Dense(tokens_to_registers(tokens, self.p)),
+            }),
+            _ => None,
+        }
+    }
+
     /// Distinct values that are certainly present: every token (sparse) or every seen
     /// update value of every register (dense) stems from a different hash.
     pub fn certain_lower_bound(&self) -> u64 {
+        if let Some(stored) = self.as_stored() {
+            return stored.certain_lower_bound();
+        }
         match &self.repr {
             Repr::Sparse(tokens) => tokens.len() as u64,
             Repr::Dense(regs) => histogram_certain_count(&register_histogram(regs)),
@@ -286,8 +308,12 @@ impl Hll {
     /// Sparse: linear counting over the `2^26` token indices, `M ln(M / (M - c))`.
     /// Dense: the maximum-likelihood estimator (Ertl 2024, §5): RSE ~0.761/sqrt(m),
     /// memory-variance product 4.631, no bias bump over the whole range.
-    /// Either way the result is never below [`Hll::certain_lower_bound`].
+    /// Either way the result is never below [`Hll::certain_lower_bound`]. A token list
+    /// longer than [`V2_SPARSE_MAX`] is estimated as the registers it is stored as.
     pub fn estimate(&self) -> f64 {
+        if let Some(stored) = self.as_stored() {
+            return stored.estimate();
+        }
         match &self.repr {
             Repr::Sparse(tokens) => sparse_estimate(tokens).max(tokens.len() as f64),
             Repr::Dense(regs) => {
@@ -303,6 +329,9 @@ impl Hll {
     /// §4; RSE ~0.782/sqrt(m), memory-variance product 4.895). Kept for comparison:
     /// cheaper (no equation to solve) but less accurate than the ML estimate.
     pub fn estimate_fgra(&self) -> f64 {
+        if let Some(stored) = self.as_stored() {
+            return stored.estimate_fgra();
+        }
         let raw = match &self.repr {
             Repr::Sparse(tokens) => sparse_estimate(tokens),
             Repr::Dense(regs) => fgra_estimate(self.p, regs),
@@ -334,6 +363,9 @@ impl Hll {
             ))
             .with_hint("Use a confidence strictly between 0 and 1, such as 0.95."));
         }
+        if let Some(stored) = self.as_stored() {
+            return stored.bounds(confidence);
+        }
         let z = inverse_normal_cdf(0.5 + confidence / 2.0);
         let estimate = self.estimate();
         let half_width = match &self.repr {
@@ -349,8 +381,8 @@ impl Hll {
         Ok((lower, upper))
     }
 
-    /// Length of [`Hll::encode`]'s output.
-    pub fn encoded_len(&self) -> usize {
+    /// Length of [`Hll::encode_state`]'s output.
+    pub fn state_len(&self) -> usize {
         HEADER_LEN
             + match &self.repr {
                 Repr::Sparse(t) => 4 * t.len(),
@@ -358,9 +390,26 @@ impl Hll {
             }
     }
 
-    /// The canonical stored form (see docs/FORMAT.md).
+    /// The canonical stored form, version 2 (see docs/FORMAT.md): sparse while there
+    /// are at most [`V2_SPARSE_MAX`] tokens, otherwise the registers, compressed. A
+    /// sparse sketch with more tokens is stored dense (its estimate then comes from the
+    /// registers), so the same set may read back a little differently from how an
+    /// aggregate that never stored it estimates it.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
+        match &self.repr {
+            Repr::Sparse(tokens) if tokens.len() <= V2_SPARSE_MAX => {
+                codec::encode_sparse(self.p, tokens)
+            }
+            Repr::Sparse(tokens) => {
+                codec::encode_dense(self.p, &tokens_to_registers(tokens, self.p))
+            }
+            Repr::Dense(regs) => codec::encode_dense(self.p, regs),
+        }
+    }
+
+    /// The version-1 form: raw tokens or registers, which the aggregates update in place.
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.state_len());
         out.push(FORMAT_VERSION);
         match &self.repr {
             Repr::Sparse(tokens) => {
@@ -389,15 +438,18 @@ impl Hll {
             )));
         }
         let (version, kind, p) = (bytes[0], bytes[1], bytes[2]);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err(bad(format!(
-                "unsupported hll format version {version} (this build reads version {FORMAT_VERSION})"
+                "unsupported hll format version {version} (this build reads versions 1 and 2)"
             )));
         }
         if !(MIN_P..=MAX_P).contains(&p) {
             return Err(bad(format!(
                 "hll precision {p} is out of range {MIN_P}..{MAX_P}"
             )));
+        }
+        if version == FORMAT_VERSION_2 {
+            return codec::decode(bytes);
         }
         let payload = &bytes[HEADER_LEN..];
         match kind {
@@ -461,21 +513,27 @@ impl Hll {
         }
     }
 
-    /// One line for `hll_print`, e.g. `ULL v1, p=12, sparse, 10 tokens, 43 bytes`.
-    pub fn describe(&self) -> String {
-        match &self.repr {
-            Repr::Sparse(t) => format!(
-                "ULL v{FORMAT_VERSION}, p={}, sparse, {} tokens, {} bytes",
-                self.p,
-                t.len(),
-                self.encoded_len()
+    /// One line for `hll_print` of the stored bytes `encoded` (validated by
+    /// [`Hll::decode`]), e.g. `ULL v2, p=12, sparse, 10 tokens, 42 bytes`.
+    pub fn describe(encoded: &[u8]) -> Result<String> {
+        let h = Hll::decode(encoded)?;
+        let what = match (&h.repr, encoded[0], encoded[1]) {
+            (Repr::Sparse(t), _, _) => format!("sparse, {} tokens", t.len()),
+            (Repr::Dense(r), FORMAT_VERSION_2, KIND_PLANES) => {
+                format!("dense (planes), {} registers", r.len())
+            }
+            (Repr::Dense(r), FORMAT_VERSION_2, _) => format!(
+                "dense (list), {} of {} registers set",
+                r.iter().filter(|&&x| x != 0).count(),
+                r.len()
             ),
-            Repr::Dense(r) => format!(
-                "ULL v{FORMAT_VERSION}, p={}, dense, {} registers, {} bytes",
-                self.p,
-                r.len(),
-                self.encoded_len()
-            ),
-        }
+            (Repr::Dense(r), _, _) => format!("dense, {} registers", r.len()),
+        };
+        Ok(format!(
+            "ULL v{}, p={}, {what}, {} bytes",
+            encoded[0],
+            h.p,
+            encoded.len()
+        ))
     }
 }

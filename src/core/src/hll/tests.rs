@@ -21,7 +21,7 @@ fn sparse_membership_and_sparse_into_dense_merge() {
     for &h in &hashes[..100] {
         sparse.add_hash(h);
     }
-    let enc = sparse.encode();
+    let enc = sparse.encode_state();
     assert!(hashes[..100].iter().all(|&h| sparse_contains_hash(&enc, h)));
     assert!(hashes[100..]
         .iter()
@@ -33,11 +33,11 @@ fn sparse_membership_and_sparse_into_dense_merge() {
     dense.densify();
     let mut expected = dense.clone();
     expected.union(&sparse);
-    let mut bytes = dense.encode();
+    let mut bytes = dense.encode_state();
     assert!(dense_merge_sparse_in_place(&mut bytes, &enc));
-    assert_eq!(bytes, expected.encode());
+    assert_eq!(bytes, expected.encode_state());
     // a lower-precision sparse input would lower the result's precision: refused
-    let low = Hll::new(10).unwrap().encode();
+    let low = Hll::new(10).unwrap().encode_state();
     assert!(!dense_merge_sparse_in_place(&mut bytes, &low));
 }
 
