@@ -705,14 +705,9 @@ fn decode_planes(bytes: &[u8], regs: &mut [u8]) -> Result<()> {
             )));
         }
     }
-    let mut pair = [[0u8; 2]; 256];
-    for (byte, slot) in pair.iter_mut().enumerate() {
-        let lookup = |c: usize| primary.get(c).copied().unwrap_or(0);
-        *slot = [lookup(byte & 15), lookup(byte >> 4)];
-    }
-    for (out, &byte) in regs.chunks_exact_mut(2).zip(codes) {
-        out.copy_from_slice(&pair[byte as usize]);
-    }
+    let mut primary_table = [0u8; 16];
+    primary_table[..n1].copy_from_slice(primary);
+    super::expand::expand_codes(codes, &primary_table, regs);
     // The escaped registers (code-15 nibbles), 64 at a time as one bit each, so the
     // loop over them ends (and mispredicts) once per 64 registers; each takes the next
     // secondary code's value, or for secondary code 15 the next raw byte. Secondary
@@ -780,14 +775,24 @@ pub fn dense_merge_v2_in_place(dst: &mut [u8], src: &[u8]) -> bool {
     }
     match src[1] {
         KIND_PLANES if src[2] == p => {
-            // Decoded whole, then merged by the vectorised loop: faster than merging
-            // as it decodes.
-            let mut regs = vec![0u8; 1usize << p];
-            if decode_planes(src, &mut regs).is_err() {
-                return false;
+            // Decoded whole into a buffer kept per thread (every register is written),
+            // then merged by the vectorised loop: faster than merging as it decodes.
+            thread_local! {
+                static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
             }
-            merge_registers(&mut dst[HEADER_LEN..], &regs);
-            true
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let m = 1usize << p;
+                if scratch.len() < m {
+                    scratch.resize(m, 0);
+                }
+                let regs = &mut scratch[..m];
+                if decode_planes(src, regs).is_err() {
+                    return false;
+                }
+                merge_registers(&mut dst[HEADER_LEN..], regs);
+                true
+            })
         }
         // A malformed list may have merged a prefix before failing: harmless, since
         // the general path then raises an error and the state is discarded.

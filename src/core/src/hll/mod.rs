@@ -43,6 +43,7 @@ use crate::error::{CoreError, Result};
 
 mod codec;
 mod estimate;
+mod expand;
 mod fgra;
 mod registers;
 #[cfg(test)]
