@@ -99,7 +99,8 @@ sql_function! { fn hll_recv(fcinfo) {
 }}
 
 sql_function! {
-    /// `bytea -> hll` cast: validates (22P03 on bad bytes), keeps the bytes.
+    /// `bytea -> hll` cast: validates (22P03 on bad bytes); format-1 bytes are kept as
+    /// given, format-2 bytes re-encoded canonically (`input_datum`).
     fn hll_from_bytea(fcinfo) {
     let bytes = varlena_bytes(arg_datum(fcinfo, 0));
     let h = Hll::decode(bytes).or_raise();

@@ -300,31 +300,7 @@ fn encode_list(p: u8, regs: &[u8]) -> Vec<u8> {
         raw.extend(pair.iter().filter(|&&v| code[v as usize] == ESCAPE));
     }
     out.extend_from_slice(&raw);
-    let _ = p;
     out
-}
-
-/// Length of the list payload without building it.
-fn list_len(regs: &[u8]) -> usize {
-    let set: Vec<u8> = regs.iter().copied().filter(|&r| r != 0).collect();
-    let ranked = ranked_values(&set);
-    let mut counts = [0usize; 256];
-    for &v in &set {
-        counts[v as usize] += 1;
-    }
-    let raw: usize = ranked.iter().skip(15).map(|&v| counts[v as usize]).sum();
-    let mut gap_bytes = 0usize;
-    let mut next = 0usize;
-    for (i, &r) in regs.iter().enumerate() {
-        if r != 0 {
-            gap_bytes += (i - next) / 255 + 1;
-            next = i + 1;
-        }
-    }
-    let mut varints = Vec::new();
-    push_varint(&mut varints, set.len() as u32);
-    push_varint(&mut varints, gap_bytes as u32);
-    HEADER_LEN + varints.len() + 1 + ranked.len().min(15) + gap_bytes + set.len().div_ceil(2) + raw
 }
 
 /// Register values by falling frequency, ties by value: the dictionaries' order.
@@ -385,8 +361,9 @@ fn encode_planes(p: u8, regs: &[u8]) -> Vec<u8> {
 /// planes (planes on a tie).
 pub(crate) fn encode_dense(p: u8, regs: &[u8]) -> Vec<u8> {
     let planes = encode_planes(p, regs);
-    if list_len(regs) < planes.len() {
-        encode_list(p, regs)
+    let list = encode_list(p, regs);
+    if list.len() < planes.len() {
+        list
     } else {
         planes
     }
@@ -552,15 +529,7 @@ fn decode_list(bytes: &[u8], m: usize, mut put: impl FnMut(usize, u8)) -> Result
         let v = if (c as usize) < n1 {
             dictionary[c as usize]
         } else if c == ESCAPE {
-            let v = *raw_iter
-                .next()
-                .ok_or_else(|| bad("hll register list is truncated".into()))?;
-            if v == 0 || seen[v as usize] || !register_is_valid(v, p) {
-                return Err(bad(format!(
-                    "hll register list raw value {v} is in the dictionary or impossible at precision {p}"
-                )));
-            }
-            v
+            escaped_value(&mut raw_iter, &seen, p)?
         } else {
             return Err(bad(format!("hll register list code {c} names no value")));
         };
@@ -573,6 +542,21 @@ fn decode_list(bytes: &[u8], m: usize, mut put: impl FnMut(usize, u8)) -> Result
         ));
     }
     Ok(())
+}
+
+/// The next raw byte of a list, for an escaped code: a register value that is possible at
+/// precision `p` and not in the dictionary (`seen`), so each value has one encoding.
+#[inline(always)]
+fn escaped_value(raw: &mut std::slice::Iter<'_, u8>, seen: &[bool; 256], p: u8) -> Result<u8> {
+    let v = *raw
+        .next()
+        .ok_or_else(|| bad("hll register list is truncated".into()))?;
+    if v == 0 || seen[v as usize] || !register_is_valid(v, p) {
+        return Err(bad(format!(
+            "hll register list raw value {v} is in the dictionary or impossible at precision {p}"
+        )));
+    }
+    Ok(v)
 }
 
 /// [`decode_list`] when every gap is one byte (no gap of 255 or more): the union's
@@ -612,14 +596,7 @@ fn decode_list_short_gaps(
         let c = (codes[i / 2] >> (4 * (i % 2))) & 15;
         let mut v = table[c as usize];
         if c == ESCAPE {
-            v = *raw_iter
-                .next()
-                .ok_or_else(|| bad("hll register list is truncated".into()))?;
-            if v == 0 || seen[v as usize] || !register_is_valid(v, p) {
-                return Err(bad(format!(
-                    "hll register list raw value {v} is in the dictionary or impossible at precision {p}"
-                )));
-            }
+            v = escaped_value(&mut raw_iter, seen, p)?;
         }
         put(index, v);
         index += 1;
