@@ -44,11 +44,7 @@ INSERT INTO key_rows SELECT i, 0 FROM generate_series(1, $KEYS) i;
 CREATE TABLE appended (key text NOT NULL, delta int8 NOT NULL, at timestamptz NOT NULL DEFAULT now());
 SELECT counter_create('hot', 16), counter_create('uniform', 16), counter_create('zipf', 16);
 SQL
-# the worker serves $BENCH_DB, which was just re-created: wait until it is back
-for _ in $(seq 1 60); do
-  [ "$(bq "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor' AND datname = '$BENCH_DB'")" == 1 ] && break
-  sleep 0.5
-done
+bench_wait_worker
 bench_log "settings: $(bq "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('distributed_counter.compact_interval', 'distributed_counter.compact_batch', 'synchronous_commit', 'fsync')")"
 
 # Workload scripts. $1 = key choice.

@@ -117,4 +117,14 @@ bench_pgbench() {
 }
 
 # bench_median: the median of the numbers on stdin (separated by spaces or newlines).
+# The worker serves $BENCH_DB, which bench_fresh_db just re-created: wait until it is
+# connected to it again (up to 30 s).
+bench_wait_worker() {
+  local _
+  for _ in $(seq 1 60); do
+    [ "$(bpsql -d "$BENCH_DB" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'distributed_counter compactor' AND datname = '$BENCH_DB'")" == 1 ] && return 0
+    sleep 0.5
+  done
+  bench_log "the worker did not connect to $BENCH_DB"
+}
 bench_median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -48,6 +48,9 @@ check_eq "$(state w1 "SELECT counter_distribute()")" 55000 "counter_distribute()
 q coord -c "SELECT counter_create('per_minute', bucket => '1 minute')" >/dev/null
 check_eq "$(state coord "SELECT counter_distribute()")" 0A000 "counter_distribute() with a bucketed counter is refused"
 q coord -c "SELECT counter_drop('per_minute')" >/dev/null
+q coord -c "SELECT counter_create('write_behind', mode => 'buffered')" >/dev/null
+check_eq "$(state coord "SELECT counter_distribute()")" 0A000 "counter_distribute() with a buffered counter is refused"
+q coord -c "SELECT counter_drop('write_behind')" >/dev/null
 q coord -c "SELECT counter_distribute()" >/dev/null
 q coord -c "SELECT counter_distribute()" >/dev/null
 check_eq "$(q coord -c "SELECT string_agg(logicalrelid::regclass::text || ':' || partmethod::text, ',' ORDER BY logicalrelid::regclass::text)
@@ -136,6 +139,7 @@ top_diff="WITH l AS MATERIALIZED (SELECT key, sum(delta) AS s FROM ledger GROUP 
 check_eq "$(q coord -c "$top_diff")" t "counter_top over the cluster equals the ledger's top 5 (coordinator)"
 check_eq "$(q w1 -c "$top_diff")" t "and on a worker node"
 check_eq "$(state coord "SELECT counter_create('views', bucket => '1 minute')")" 0A000 "a bucketed counter on Citus is refused"
+check_eq "$(state coord "SELECT counter_create('views', mode => 'buffered')")" 0A000 "a buffered counter on Citus is refused"
 check_eq "$(state coord "SELECT counter_window('hits', 'hot', '1 minute')")" 22023 "counter_window of a plain counter"
 check_eq "$(q w2 -c "SELECT keys || '/' || pending_rows FROM counter_stats WHERE name = 'hits'")" 401/0 "and so it does on a worker node"
 

@@ -17,6 +17,8 @@
 #   windows     another tenant's bucketed counter through counter_window, counter_series
 #               and counter_top, and counter_buckets read directly, under the documented
 #               row level security
+#   buffered    a buffered counter's unflushed adds (shared memory) read, added or
+#               flushed past grants and counter_pending's row level security
 #
 # Runs against its own preloaded cluster (port 5530) whose worker serves database
 # 'attackdb', owned by the unprivileged role mallory.
@@ -491,9 +493,83 @@ got=$(q -U app -c "SELECT allowed || '/' || remaining FROM rate_limit('quota', 3
   || fail ratelimit "draining 'quota' in attack_rl reached attackdb's bucket: $got"
 q -d postgres -c "DROP DATABASE attack_rl WITH (FORCE)"
 
+# ---- buffered: the adds of a buffered counter wait in shared memory, where neither
+# grants nor row level security exist; every way in and out checks them itself.
+echo "security: buffered counters' shared buffer: grants and row level security"
+# The worker buffers adds in attackdb once a flush of its succeeded (wait for one); then
+# flushes far apart, so the add below stays unflushed while it is read. (Added before
+# counter_pending has row level security: with it, every add is a durable row.)
+q -c "SELECT counter_create('shared_buf', mode => 'buffered')" >/dev/null
+wait_for 30 "SELECT last_flush_age < interval '1 second' FROM counter_stats WHERE name = 'shared_buf'" t \
+  || fail buffered "the worker does not flush attackdb's buffered counters"
+q -c "ALTER SYSTEM SET distributed_counter.flush_interval = 600000" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q -c "SELECT counter_add('shared_buf', 'bob:secret', 41)" \
+  -c "GRANT SELECT, INSERT ON counter_pending TO alice" -c "GRANT SELECT ON counter_registry, counter_totals TO alice" \
+  -c "ALTER TABLE counter_pending ENABLE ROW LEVEL SECURITY" \
+  -c "CREATE POLICY own_keys ON counter_pending USING (key LIKE current_user || ':%') WITH CHECK (key LIKE current_user || ':%')" >/dev/null
+buf_id=$(q -c "SELECT id FROM counter_registry WHERE name = 'shared_buf'")
+got=$(q -c "SELECT coalesce(unflushed, 0) FROM counter_stats WHERE name = 'shared_buf'")
+[ "$got" = 41 ] && pass buffered "the superuser's add to 'bob:secret' is unflushed in shared memory ($got)" \
+  || fail buffered "expected 41 unflushed for 'bob:secret', counter_stats says $got (is the worker serving attackdb?)"
+expect_state buffered "alice, under counter_pending's policy, reads 'bob:secret' unflushed (counter_value)" 42501 \
+  -U alice -c "SELECT counter_value('shared_buf', 'bob:secret')"
+expect_state buffered "alice, under the policy, reads the leaderboard with the unflushed key" 42501 \
+  -U alice -c "SELECT * FROM counter_top('shared_buf')"
+expect_state buffered "alice, under the policy, reads the buffer directly" 42501 \
+  -U alice -c "SELECT * FROM _counter_unflushed($buf_id, NULL, NULL)"
+expect_state buffered "alice adds to 'bob:x' past the policy's WITH CHECK (no buffering around it)" 42501 \
+  -U alice -c "SELECT counter_add('shared_buf', 'bob:x', 1000000)"
+got=$(sqlstate -U alice -c "SELECT name, unflushed FROM counter_stats WHERE name = 'alice_likes'")
+[ "$got" = OK ] && pass buffered "alice reads a durable counter's statistics under the policy, with a buffered counter beside it ($got)" \
+  || fail buffered "counter_stats of a durable counter under counter_pending's policy: $got"
+expect_state buffered "alice adds to her own key under the policy (a durable row)" OK \
+  -U alice -c "SELECT counter_add('shared_buf', 'alice:x', 1)"
+# (a row, pending or already folded by the worker; nothing of it in the buffer, which is
+# flushed only every 600 s now)
+got=$(q -c "SELECT counter_value('shared_buf', 'alice:x') || '/' || (SELECT count(*) FROM _counter_unflushed($buf_id, 'alice:x', 0))")
+[ "$got" = 1/0 ] && pass buffered "alice's add under the policy is a row the policy checked, not in the buffer (value/buffered entries $got)" \
+  || fail buffered "alice's add under the policy: value/buffered entries $got (buffered past the policy?)"
+q -c "DROP POLICY own_keys ON counter_pending" -c "ALTER TABLE counter_pending DISABLE ROW LEVEL SECURITY" >/dev/null
+# A trigger the table owner puts on counter_pending runs at the add, as the adding role,
+# as it would for the SQL path's INSERT: never later, in a flush, as another role. In one
+# backend: a buffered add first (the fast path's cache then says the table is plain),
+# then the trigger, then the same add again.
+expect_state buffered "a trigger on counter_pending, created after a buffered add in the same backend, fires at alice's next add" P0001 \
+  -c "SET ROLE alice" -c "SELECT counter_add('shared_buf', 'alice:t', 1)" -c "RESET ROLE" \
+  -c "CREATE FUNCTION public.pending_guard() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS
+      \$\$ BEGIN RAISE EXCEPTION 'pending_guard ran as %', current_user; END \$\$" \
+  -c "CREATE TRIGGER pending_guard BEFORE INSERT ON counter_pending FOR EACH ROW EXECUTE FUNCTION public.pending_guard()" \
+  -c "SET ROLE alice" -c "SELECT counter_add('shared_buf', 'alice:t', 1)"
+q -c "DROP TRIGGER IF EXISTS pending_guard ON counter_pending" -c "DROP FUNCTION IF EXISTS public.pending_guard()" >/dev/null
+expect_state buffered "a role without grants reads the buffer directly" 42501 \
+  -U nogrants -c "SELECT * FROM _counter_unflushed($buf_id, NULL, NULL)"
+expect_state buffered "a role without grants reads counter_stats' buffer state" 42501 \
+  -U nogrants -c "SELECT * FROM _counter_buffer_state($buf_id)"
+expect_state buffered "a role without grants flushes the buffer" 42501 -U nogrants -c "SELECT counter_flush()"
+expect_state buffered "alice (INSERT on counter_pending, no grant on counter_flush) flushes the buffer" 42501 \
+  -U alice -c "SELECT counter_flush()"
+# Granted, counter_flush() still refuses what would let its insert drop other counters'
+# adds (it keeps the rows of counters it can see) or hold flushes back in an old snapshot.
+q -c "GRANT EXECUTE ON FUNCTION counter_flush() TO alice" \
+  -c "ALTER TABLE counter_registry ENABLE ROW LEVEL SECURITY" \
+  -c "CREATE POLICY flush_tenant ON counter_registry USING (name LIKE 'alice%')" >/dev/null
+expect_state buffered "alice, granted counter_flush, under row level security on the registry" 42501 \
+  -U alice -c "SELECT counter_flush()"
+q -c "DROP POLICY flush_tenant ON counter_registry" -c "ALTER TABLE counter_registry DISABLE ROW LEVEL SECURITY" >/dev/null
+expect_state buffered "alice, granted counter_flush, in a REPEATABLE READ transaction" 0A000 \
+  -U alice -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT counter_flush()"
+q -c "REVOKE EXECUTE ON FUNCTION counter_flush() FROM alice" >/dev/null
+expect_state buffered "a role without grants adds to a buffered counter" 42501 \
+  -U nogrants -c "SELECT counter_add('shared_buf', 'bob:secret', 1000000)"
+got=$(q -c "SELECT counter_value('shared_buf', 'bob:secret')")
+[ "$got" = 41 ] && pass buffered "'bob:secret' holds only the superuser's add ($got)" || fail buffered "'bob:secret' is $got"
+q -c "ALTER SYSTEM RESET distributed_counter.flush_interval" -c "SELECT pg_reload_conf()" \
+  -c "REVOKE SELECT, INSERT ON counter_pending FROM alice" >/dev/null
+
 echo
 total=0
-for c in worker fastpath grants planting layout ratelimit; do
+for c in worker fastpath grants planting layout ratelimit windows buffered; do
   printf 'security: %-9s %d attacks\n' "$c" "${count[$c]:-0}"; total=$((total + ${count[$c]:-0}))
 done
 echo "security: $total checks, $failures failed"

@@ -42,7 +42,9 @@ CREATE TABLE counter_registry (
     keys            int8 NOT NULL DEFAULT 0,
     -- A bucketed counter (README.md, "Time windows"): the width of its buckets and how
     -- long they are kept (NULL: forever); bucket_us is the width in microseconds, 0 for
-    -- a plain counter. mode is 'durable' (the only mode of this version).
+    -- a plain counter. mode is 'durable' (every add a row of its transaction) or
+    -- 'buffered' (adds kept in shared memory and flushed by the worker: README.md,
+    -- "Buffered counters").
     bucket          interval,
     retention       interval,
     bucket_us       int8 NOT NULL DEFAULT 0,
@@ -71,13 +73,13 @@ ALTER SEQUENCE counter_id_seq OWNED BY counter_registry.id;
 CREATE FUNCTION _counter_registry_changed() RETURNS trigger
 AS 'MODULE_PATHNAME', 'dc_counter_registry_changed' LANGUAGE C;
 CREATE TRIGGER counter_registry_changing
-    BEFORE DELETE OR UPDATE OF id, name, shards, bucket_us OR TRUNCATE ON counter_registry
+    BEFORE DELETE OR UPDATE OF id, name, shards, bucket_us, mode OR TRUNCATE ON counter_registry
     FOR EACH STATEMENT EXECUTE FUNCTION _counter_registry_changed();
 -- Row triggers, because logical replication's apply worker fires only row triggers; the
 -- statement trigger covers TRUNCATE (which has no row triggers). Repeated invalidations
 -- of one table within a command are merged by PostgreSQL.
 CREATE TRIGGER counter_registry_changed
-    AFTER INSERT OR DELETE OR UPDATE OF id, name, shards, bucket_us ON counter_registry
+    AFTER INSERT OR DELETE OR UPDATE OF id, name, shards, bucket_us, mode ON counter_registry
     FOR EACH ROW EXECUTE FUNCTION _counter_registry_changed();
 CREATE TRIGGER counter_registry_truncated
     AFTER TRUNCATE ON counter_registry
@@ -318,10 +320,15 @@ BEGIN
             'invalid shard count: ' || COALESCE(counter_create.shards::text, 'NULL'),
             'shards must be between 1 and 1024.');
     END IF;
-    IF counter_create.mode IS DISTINCT FROM 'durable' THEN
+    IF counter_create.mode IS NULL OR counter_create.mode NOT IN ('durable', 'buffered') THEN
         PERFORM @extschema@._counter_raise('22023',
             'invalid counter mode: ' || COALESCE(pg_catalog.quote_literal(counter_create.mode), 'NULL'),
-            'This version has one mode, ''durable'': every add is a row of its transaction.');
+            'A counter is ''durable'' (every add is a row of its transaction) or ''buffered'' (adds are kept in shared memory and flushed by the worker).');
+    END IF;
+    IF counter_create.mode = 'buffered' AND @extschema@._counter_distributed() THEN
+        PERFORM @extschema@._counter_raise('0A000',
+            'buffered counters are not available on a distributed (Citus) install',
+            'Create the counter with mode => ''durable'', or on a single node.');
     END IF;
     IF counter_create.bucket IS NOT NULL THEN
         IF counter_create.bucket NOT IN (interval '1 second', interval '1 minute', interval '1 hour', interval '1 day')
@@ -352,8 +359,9 @@ BEGIN
                 'A retention is at least the bucket and at most 36500 days, in days, hours, minutes or seconds (no months or years).');
         END IF;
     END IF;
-    INSERT INTO @extschema@.counter_registry (name, shards, bucket, retention, bucket_us)
-    VALUES (counter_create.name, counter_create.shards, counter_create.bucket, counter_create.retention, width_us)
+    INSERT INTO @extschema@.counter_registry (name, shards, bucket, retention, bucket_us, mode)
+    VALUES (counter_create.name, counter_create.shards, counter_create.bucket, counter_create.retention, width_us,
+            counter_create.mode)
     ON CONFLICT (name) DO NOTHING;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_raise('42710',
@@ -440,12 +448,59 @@ CREATE FUNCTION counter_add(name text, key text, delta int8 DEFAULT 1, request_i
                             at timestamptz DEFAULT NULL)
 RETURNS bool AS 'MODULE_PATHNAME', 'dc_counter_add' LANGUAGE C VOLATILE;
 
+-- Buffered counters (src/counters/buffer.rs). The adds of counter cid (of key, or of every
+-- key when key is NULL; of bucket, or of every bucket when bucket is NULL: a plain
+-- counter's reads of one key pass 0, one hash probe instead of a scan of the buffer)
+-- that the counter tables do not show the caller's snapshot: the
+-- unflushed ones in shared memory, and the caller's own of its open transaction. The
+-- caller needs SELECT on counter_pending, without row level security applying there
+-- (42501). Reads call it in the statement that reads the tables (one snapshot).
+CREATE FUNCTION _counter_unflushed(cid int4, key text, bucket int8)
+RETURNS TABLE (key text, bucket int8, delta int8)
+AS 'MODULE_PATHNAME', 'dc_counter_unflushed' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 4;
+
+-- For counter_stats: counter cid's unflushed amount, and when the worker's last flush in
+-- this database committed (NULL: none, or the worker does not serve this database).
+CREATE FUNCTION _counter_buffer_state(cid int4, OUT unflushed numeric, OUT last_flush timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dc_counter_buffer_state' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1;
+
+-- The flush's insert (counter_flush() calls it with the rows it took from shared memory).
+-- Rows of counters that no longer exist (dropped since the add) are dropped here.
+CREATE FUNCTION _counter_flush_rows(counters int4[], keys text[], buckets int8[], deltas int8[])
+RETURNS int8 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH inserted AS (
+        INSERT INTO @extschema@.counter_pending (counter_id, shard, key, delta, bucket)
+        SELECT u.c, (pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.%) r.shards)::int2, u.k, u.d, u.b
+        FROM ROWS FROM (pg_catalog.unnest(counters), pg_catalog.unnest(keys),
+                        pg_catalog.unnest(buckets), pg_catalog.unnest(deltas)) AS u(c, k, b, d)
+        JOIN @extschema@.counter_registry r ON r.id OPERATOR(pg_catalog.=) u.c
+        RETURNING 1)
+    SELECT pg_catalog.count(*) FROM inserted
+$$;
+
+-- Flush this database's unflushed adds of buffered counters into counter_pending now, in
+-- the calling transaction (the worker calls it every distributed_counter.flush_interval).
+-- Returns the number of (counter, key, bucket) entries flushed. On rollback they are
+-- unflushed again; while the transaction is open, the worker does not flush those entries
+-- (and PREPARE TRANSACTION is refused). Reads in the same statement as the call miss
+-- what it flushed (its rows are visible from the next statement on).
+CREATE FUNCTION counter_flush() RETURNS int8
+AS 'MODULE_PATHNAME', 'dc_counter_flush' LANGUAGE C VOLATILE;
+-- The worker's (a superuser); a role granted it can hold the buffer's flushes back by
+-- keeping its transaction open, so nobody may until granted. It refuses REPEATABLE READ
+-- and SERIALIZABLE (0A000) and row level security on the counter tables (42501): its
+-- insert must see every counter that exists.
+REVOKE ALL ON FUNCTION counter_flush() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _counter_flush_rows(int4[], text[], int8[], int8[]) FROM PUBLIC;
+
 CREATE FUNCTION counter_value(name text, key text) RETURNS int8
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
     width_us int8;
+    buffered bool;
     h int8;
     result numeric;
 BEGIN
@@ -460,13 +515,16 @@ BEGIN
     -- One statement = one snapshot: a concurrent compaction moves rows from pending to
     -- totals (and buckets) atomically, so the sum is exact. The pending rows of the key
     -- are one index range (counter_id, key). (A bucketed counter's value is read below.)
-    SELECT r.id, r.bucket_us,
+    SELECT r.id, r.bucket_us, r.mode = 'buffered',
            CASE WHEN r.bucket_us = 0 THEN
                COALESCE((SELECT t.value FROM @extschema@.counter_totals t
                          WHERE t.counter_id = r.id AND t.key = counter_value.key), 0)
              + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                         WHERE p.counter_id = r.id AND p.key = counter_value.key), 0) END
-    INTO cid, width_us, result
+                         WHERE p.counter_id = r.id AND p.key = counter_value.key), 0)
+             + CASE WHEN r.mode = 'buffered' THEN
+                   COALESCE((SELECT pg_catalog.sum(u.delta) FROM @extschema@._counter_unflushed(r.id, counter_value.key, 0) u), 0)
+               ELSE 0 END END
+    INTO cid, width_us, buffered, result
     FROM @extschema@.counter_registry r WHERE r.name = counter_value.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_value.name);
@@ -485,6 +543,10 @@ BEGIN
              + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
                          WHERE p.counter_id = cid AND p.key = counter_value.key
                            AND p.bucket >= h), 0)
+             + CASE WHEN buffered THEN
+                   COALESCE((SELECT pg_catalog.sum(u.delta) FROM @extschema@._counter_unflushed(cid, counter_value.key, NULL) u
+                             WHERE u.bucket >= h), 0)
+               ELSE 0 END
         INTO result;
     END IF;
     IF result BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
@@ -496,16 +558,18 @@ $$;
 
 CREATE FUNCTION counter_values(name text, keys text[])
 RETURNS TABLE (key text, value int8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     cid int4;
     width_us int8;
     h int8;
+    buffered bool;
 BEGIN
     SELECT r.id, r.bucket_us,
-           CASE WHEN r.bucket_us > 0 THEN @extschema@._counter_horizon(r.retention, r.bucket_us) END
-    INTO cid, width_us, h
+           CASE WHEN r.bucket_us > 0 THEN @extschema@._counter_horizon(r.retention, r.bucket_us) END,
+           r.mode = 'buffered'
+    INTO cid, width_us, h, buffered
     FROM @extschema@.counter_registry r WHERE r.name = counter_values.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_values.name);
@@ -547,7 +611,11 @@ BEGIN
                    - COALESCE((SELECT pg_catalog.sum(b.value) FROM @extschema@.counter_buckets b
                                WHERE b.counter_id = cid AND b.key = k.k AND b.bucket < h), 0)
                    + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                               WHERE p.counter_id = cid AND p.key = k.k AND p.bucket >= h), 0) AS v
+                               WHERE p.counter_id = cid AND p.key = k.k AND p.bucket >= h), 0)
+                   + CASE WHEN buffered THEN
+                         COALESCE((SELECT pg_catalog.sum(u.delta) FROM @extschema@._counter_unflushed(cid, k.k, NULL) u
+                                   WHERE u.bucket >= h), 0)
+                     ELSE 0 END AS v
             OFFSET 0) AS s
         ORDER BY k.ord;
         RETURN;
@@ -564,7 +632,10 @@ BEGIN
     CROSS JOIN LATERAL (
         SELECT COALESCE(t.value, 0)
                + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
-                           WHERE p.counter_id = cid AND p.key = k.k), 0) AS v
+                           WHERE p.counter_id = cid AND p.key = k.k), 0)
+               + CASE WHEN buffered THEN
+                     COALESCE((SELECT pg_catalog.sum(u.delta) FROM @extschema@._counter_unflushed(cid, k.k, 0) u), 0)
+                 ELSE 0 END AS v
         OFFSET 0) AS s
     ORDER BY k.ord;
 END
@@ -600,7 +671,7 @@ $$;
 -- holding `ending`, of the retained ones.
 CREATE FUNCTION counter_window(name text, key text, width interval, ending timestamptz DEFAULT now())
 RETURNS int8
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     c record;
@@ -608,7 +679,8 @@ DECLARE
     hi int8;
     result numeric;
 BEGIN
-    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h INTO c
+    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h,
+           r.mode = 'buffered' AS buffered INTO c
     FROM @extschema@.counter_registry r WHERE r.name = counter_window.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_window.name);
@@ -626,6 +698,10 @@ BEGIN
          + COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
                      WHERE p.counter_id = c.id AND p.key = counter_window.key
                        AND p.bucket BETWEEN lo AND hi), 0)
+         + CASE WHEN c.buffered THEN
+               COALESCE((SELECT pg_catalog.sum(u.delta) FROM @extschema@._counter_unflushed(c.id, counter_window.key, NULL) u
+                         WHERE u.bucket BETWEEN lo AND hi), 0)
+           ELSE 0 END
     INTO result;
     IF result BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
         RETURN result::int8;
@@ -638,14 +714,15 @@ $$;
 -- older than the retention read 0. At most 1,000,000 rows (22023 beyond).
 CREATE FUNCTION counter_series(name text, key text, start timestamptz, stop timestamptz)
 RETURNS TABLE (bucket_start timestamptz, value int8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     c record;
     lo int8;
     hi int8;
 BEGIN
-    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h INTO c
+    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h,
+           r.mode = 'buffered' AS buffered INTO c
     FROM @extschema@.counter_registry r WHERE r.name = counter_series.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_series.name);
@@ -676,7 +753,10 @@ BEGIN
             UNION ALL
             SELECT p.bucket, p.delta FROM @extschema@.counter_pending p
             WHERE p.counter_id = c.id AND p.key = counter_series.key
-              AND p.bucket BETWEEN GREATEST(lo, c.h) AND hi) AS u
+              AND p.bucket BETWEEN GREATEST(lo, c.h) AND hi
+            UNION ALL
+            SELECT f.bucket, f.delta FROM @extschema@._counter_unflushed(c.id, counter_series.key, NULL) f
+            WHERE c.buffered AND f.bucket BETWEEN GREATEST(lo, c.h) AND hi) AS u
         GROUP BY u.bucket)
     SELECT @extschema@._counter_bucket_start(g.b, c.bucket_us),
            CASE WHEN COALESCE(v.v, 0) BETWEEN -9223372036854775808 AND 9223372036854775807
@@ -699,7 +779,7 @@ $$;
 -- window's buckets of every key (a scan of the window).
 CREATE FUNCTION counter_top(name text, n int4 DEFAULT 10, width interval DEFAULT NULL)
 RETURNS TABLE (key text, value int8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     c record;
@@ -707,7 +787,8 @@ DECLARE
     hi int8;
     dirty text[];
 BEGIN
-    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h INTO c
+    SELECT r.id, r.bucket_us, @extschema@._counter_horizon(r.retention, r.bucket_us) AS h,
+           r.mode = 'buffered' AS buffered INTO c
     FROM @extschema@.counter_registry r WHERE r.name = counter_top.name;
     IF NOT FOUND THEN
         PERFORM @extschema@._counter_missing(counter_top.name);
@@ -729,7 +810,10 @@ BEGIN
               WHERE b.counter_id = c.id AND b.bucket BETWEEN lo AND hi
               UNION ALL
               SELECT p.key, p.delta FROM @extschema@.counter_pending p
-              WHERE p.counter_id = c.id AND p.bucket BETWEEN lo AND hi) AS u
+              WHERE p.counter_id = c.id AND p.bucket BETWEEN lo AND hi
+              UNION ALL
+              SELECT f.key, f.delta FROM @extschema@._counter_unflushed(c.id, NULL, NULL) f
+              WHERE c.buffered AND f.bucket BETWEEN lo AND hi) AS u
         GROUP BY u.key
         ORDER BY pg_catalog.sum(u.v) DESC, u.key
         LIMIT n;
@@ -755,8 +839,12 @@ BEGIN
         -- sums come from one scan of the counter's pending rows.
         RETURN QUERY
         WITH dirty AS MATERIALIZED (
-            SELECT p.key, pg_catalog.sum(p.delta) AS d
-            FROM @extschema@.counter_pending p WHERE p.counter_id = c.id GROUP BY p.key
+            SELECT u.key, pg_catalog.sum(u.delta) AS d
+            FROM (SELECT p.key, p.delta FROM @extschema@.counter_pending p WHERE p.counter_id = c.id
+                  UNION ALL
+                  SELECT f.key, f.delta FROM @extschema@._counter_unflushed(c.id, NULL, NULL) f
+                  WHERE c.buffered) AS u
+            GROUP BY u.key
         ), candidates AS (
             SELECT d.key, COALESCE(t.value, 0) + d.d AS v
             FROM dirty d
@@ -785,6 +873,9 @@ BEGIN
         SELECT u.key, pg_catalog.sum(u.d) AS d
         FROM (SELECT p.key, CASE WHEN p.bucket >= c.h THEN p.delta ELSE 0 END::numeric AS d
               FROM @extschema@.counter_pending p WHERE p.counter_id = c.id
+              UNION ALL
+              SELECT f.key, CASE WHEN f.bucket >= c.h THEN f.delta ELSE 0 END::numeric
+              FROM @extschema@._counter_unflushed(c.id, NULL, NULL) f WHERE c.buffered
               UNION ALL
               SELECT b.key, -b.value FROM @extschema@.counter_buckets b
               WHERE b.counter_id = c.id AND b.bucket < c.h) AS u
@@ -1026,11 +1117,12 @@ DECLARE
     width_us int8;
     pending_sum numeric;
     created bool;
+    buffered bool;
 BEGIN
     -- NO KEY UPDATE: a concurrent counter_drop waits for us (no orphan total row), and
     -- so does a compaction of the counter: both lock the registry row before the total
     -- rows, in that order, and this call may update the row's key count.
-    SELECT r.id, r.bucket_us INTO cid, width_us
+    SELECT r.id, r.bucket_us, r.mode = 'buffered' INTO cid, width_us, buffered
     FROM @extschema@.counter_registry r WHERE r.name = counter_set.name
     FOR NO KEY UPDATE;
     IF NOT FOUND THEN
@@ -1057,10 +1149,14 @@ BEGIN
     -- A new statement, a new snapshot (READ COMMITTED): it includes every compaction
     -- that committed before we got the lock; in-flight ones wait and their rows are
     -- still pending here.
-    SELECT COALESCE(pg_catalog.sum(p.delta), 0) INTO pending_sum
-    FROM @extschema@.counter_pending p
-    WHERE p.counter_id = cid
-      AND p.key = counter_set.key;
+    -- (a buffered counter's unflushed adds too, in the same statement: they are pending
+    -- adds that a flush will turn into rows)
+    SELECT COALESCE((SELECT pg_catalog.sum(p.delta) FROM @extschema@.counter_pending p
+                     WHERE p.counter_id = cid AND p.key = counter_set.key), 0)
+         + CASE WHEN buffered THEN
+               COALESCE((SELECT pg_catalog.sum(u.delta) FROM @extschema@._counter_unflushed(cid, counter_set.key, 0) u), 0)
+           ELSE 0 END
+    INTO pending_sum;
     UPDATE @extschema@.counter_totals t SET value = counter_set.value - pending_sum
     WHERE t.counter_id = cid AND t.key = counter_set.key;
 END
@@ -1141,18 +1237,28 @@ BEGIN
     IF NOT @extschema@._counter_distributed() THEN
         CREATE OR REPLACE VIEW @extschema@.counter_stats WITH (security_invoker = true) AS
         -- keys: those with a total row (kept in the registry) and those only pending (the
-        -- pending table is small: the compaction worker keeps it so)
+        -- pending table is small: the compaction worker keeps it so) or, for a buffered
+        -- counter, only unflushed
         SELECT r.name,
                r.shards,
-               r.keys + (SELECT pg_catalog.count(DISTINCT p.key) FROM @extschema@.counter_pending p
-                         WHERE p.counter_id = r.id
-                           AND NOT EXISTS (SELECT FROM @extschema@.counter_totals t
+               r.keys + (SELECT pg_catalog.count(DISTINCT p.key)
+                         FROM (SELECT q.key FROM @extschema@.counter_pending q WHERE q.counter_id = r.id
+                               UNION ALL
+                               SELECT f.key FROM @extschema@._counter_unflushed(r.id, NULL, NULL) f
+                               WHERE r.mode = 'buffered') AS p
+                         WHERE NOT EXISTS (SELECT FROM @extschema@.counter_totals t
                                            WHERE t.counter_id = r.id AND t.key = p.key)) AS keys,
                pend.pending_rows,
                now() - pend.oldest AS oldest_pending_age,
                r.last_compaction,
                r.compactions,
-               r.rows_compacted
+               r.rows_compacted,
+               r.mode,
+               -- (buffered counters only: for a durable one, no call and NULLs)
+               CASE WHEN r.mode = 'buffered' THEN
+                   (SELECT s.unflushed FROM @extschema@._counter_buffer_state(r.id) s) END AS unflushed,
+               now() - CASE WHEN r.mode = 'buffered' THEN
+                   (SELECT s.last_flush FROM @extschema@._counter_buffer_state(r.id) s) END AS last_flush_age
         FROM @extschema@.counter_registry r
         CROSS JOIN LATERAL (
             SELECT pg_catalog.count(*) AS pending_rows, pg_catalog.min(p.added_at) AS oldest
@@ -1166,7 +1272,10 @@ BEGIN
                now() - pend.oldest AS oldest_pending_age,
                r.last_compaction,
                r.compactions,
-               r.rows_compacted
+               r.rows_compacted,
+               r.mode,
+               NULL::numeric AS unflushed,
+               NULL::interval AS last_flush_age
         FROM @extschema@.counter_registry r
         LEFT JOIN (
             SELECT u.counter_id, pg_catalog.count(DISTINCT u.key) AS keys
@@ -1361,6 +1470,11 @@ BEGIN
             PERFORM @extschema@._counter_raise('0A000',
                 'counter_distribute(): bucketed counters are not available on a distributed (Citus) install',
                 hint => 'Drop the bucketed counters first (counter_drop), or keep this install on one node.');
+        END IF;
+        IF EXISTS (SELECT FROM @extschema@.counter_registry r WHERE r.mode = 'buffered') THEN
+            PERFORM @extschema@._counter_raise('0A000',
+                'counter_distribute(): buffered counters are not available on a distributed (Citus) install',
+                hint => 'Drop the buffered counters first (counter_drop), or keep this install on one node.');
         END IF;
         PERFORM @extschema@._counter_distribute_tables();
     END IF;

@@ -34,8 +34,9 @@ pub static COMPACT_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// one compaction transaction folds; bounds lock time and WAL per transaction.
 pub static COMPACT_BATCH: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
-/// `distributed_counter.worker_enabled` (SIGHUP, default on): pause the worker
-/// without restarting the server.
+/// `distributed_counter.worker_enabled` (SIGHUP, default on): pause the worker's
+/// compaction without restarting the server (its flushes of buffered counters go on:
+/// they are what makes those adds durable).
 pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// `distributed_counter.dedupe_retention` (SIGHUP, seconds, default 86400): how long a
@@ -51,6 +52,20 @@ pub static DEDUPE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 /// full again needs no state and its slot is reused; when every slot holds a bucket that
 /// is still refilling, a call for a new key fails with 53400.
 pub static RATE_LIMIT_KEYS: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+
+/// `distributed_counter.flush_interval` (SIGHUP, ms, default 100): how often the worker
+/// flushes the unflushed adds of buffered counters (`counter_create(..., mode =>
+/// 'buffered')`) into the counter tables, one transaction per flush, measured start to
+/// start. A crash (not a clean shutdown) loses the adds of about the last interval.
+pub static FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// `distributed_counter.buffer_keys` (POSTMASTER, default 16384): how many
+/// (counter, key, bucket) entries the shared buffer of buffered counters holds at once,
+/// across all databases. Reserved at server start: slots for at least twice as many,
+/// rounded up to a power of two, of 208 bytes each (6.5 MB by default). An entry is freed
+/// by the flush after its adds are flushed; while the buffer is full, adds to new
+/// entries take the durable path (a row each, as a durable counter's).
+pub static BUFFER_KEYS: GucSetting<i32> = GucSetting::<i32>::new(16_384);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -77,6 +92,7 @@ pub fn register() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         define_worker_database();
         define_rate_limit_keys();
+        define_buffer_settings();
     }
     GucRegistry::define_int_guc(
         c"distributed_counter.compact_interval",
@@ -115,6 +131,29 @@ pub fn register() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+}
+
+fn define_buffer_settings() {
+    GucRegistry::define_int_guc(
+        c"distributed_counter.flush_interval",
+        c"How often (ms) the worker flushes buffered counters' adds into the counter tables.",
+        c"A crash loses the adds of about the last interval; a clean shutdown flushes them all.",
+        &FLUSH_INTERVAL_MS,
+        1,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"distributed_counter.buffer_keys",
+        c"Entries (counter, key, bucket) the buffer of buffered counters holds at once (shared memory, set at server start).",
+        c"When it is full, adds to new entries take the durable path.",
+        &BUFFER_KEYS,
+        16,
+        10_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
 }
 

@@ -20,6 +20,7 @@ pub mod hashing;
 pub mod hll;
 pub mod pg_compat;
 pub mod rate_limit;
+pub mod shmem;
 pub mod topk;
 
 // The whole SQL surface, in dependency order. pgrx contributes no generated SQL: every
@@ -57,6 +58,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         counters::worker::register();
         rate_limit::register();
+        counters::buffer::register();
     }
 }
 

@@ -28,8 +28,6 @@ static mut POS: *mut u32 = null_mut();
 static mut N_SLOTS: usize = 0;
 static mut CAPACITY: usize = 0;
 static mut LOCK: *mut pg_sys::LWLock = null_mut();
-static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
 fn capacity() -> usize {
     RATE_LIMIT_KEYS.get().max(1) as usize
@@ -52,50 +50,24 @@ fn shmem_size() -> usize {
 
 /// Reserve the table; called from `_PG_init` while the postmaster preloads the library.
 pub fn register() {
-    // SAFETY: _PG_init runs once, single-threaded, in the postmaster; chaining the
-    // previous hooks keeps other extensions' hooks working.
-    unsafe {
-        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(shmem_request);
-        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(shmem_startup);
-    }
+    crate::shmem::register(crate::shmem::Region {
+        name: NAME,
+        size: shmem_size,
+        attach,
+    });
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_request() {
+/// The segment attached (src/shmem.rs): a new one (server start, or the reinitialisation
+/// after a crash) starts with every bucket full, i.e. no key has a state, and a new hash
+/// seed.
+unsafe fn attach(base: *mut u8, fresh: bool, lock: *mut pg_sys::LWLock) {
     unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            prev();
-        }
-        pg_sys::RequestAddinShmemSpace(shmem_size());
-        pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_startup() {
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            prev();
-        }
-        // AddinShmemInitLock is the 22nd of the main LWLocks (lwlocknames.txt).
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let mut found = false;
-        let base = pg_sys::ShmemInitStruct(NAME.as_ptr(), shmem_size(), &mut found) as *mut u8;
         let (slots, heap, pos, end) = layout();
         let header = base as *mut Header;
-        if !found {
-            // A new segment (server start, or the reinitialisation after a crash):
-            // every bucket starts full, i.e. no key has a state; a new hash seed.
+        if fresh {
             std::ptr::write_bytes(base, 0, end);
             (*header).capacity = capacity() as u64;
-            let mut seed = [0u8; 8];
-            if !pg_sys::pg_strong_random(seed.as_mut_ptr().cast(), seed.len()) {
-                pgrx::error!("rate_limit: could not draw a random hash seed");
-            }
-            (*header).seed = u64::from_le_bytes(seed);
+            (*header).seed = crate::shmem::random_seed("rate_limit");
         }
         HEADER = header;
         SLOTS = base.add(slots) as *mut Slot;
@@ -103,8 +75,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         POS = base.add(pos) as *mut u32;
         N_SLOTS = slots_for(capacity() as u64);
         CAPACITY = capacity();
-        LOCK = &raw mut (*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock;
-        pg_sys::LWLockRelease(init_lock);
+        LOCK = lock;
     }
 }
 

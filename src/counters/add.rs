@@ -26,6 +26,11 @@
 //! invalidation is sent: src/counters/locks.rs). A counter that does not exist is never
 //! cached: those calls take the SQL path, which raises 42704.
 //!
+//! A buffered counter's add (`mode = 'buffered'`) takes the same checks and, instead of
+//! the row, goes to the shared buffer (src/counters/buffer.rs) when that takes it; when
+//! it does not (full, another database than the worker's, a long key), the row is
+//! written as for a durable counter.
+//!
 //! Like the executor, the insert uses the current command id, so the row is visible to
 //! the following statements of the transaction and goes away on rollback; WAL and
 //! logical decoding see an ordinary heap insert.
@@ -79,6 +84,9 @@ struct Counter {
     id: i32,
     shards: i32,
     bucket_us: i64,
+    /// `mode = 'buffered'`: adds go to the shared buffer (src/counters/buffer.rs) when
+    /// it takes them.
+    buffered: bool,
 }
 
 /// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's timestamp epoch), both UTC.
@@ -115,6 +123,10 @@ struct Rels {
 struct Cache {
     rels: Option<Rels>,
     counters: HashMap<Box<[u8]>, Counter>,
+    /// Whether counter_pending is plain ([`pending_is_plain`]), once a buffered add has
+    /// looked: whatever would change the answer (a trigger, a rule, row level security,
+    /// a column, the access method) sends the relcache invalidation that empties the cache.
+    pending_plain: Option<bool>,
 }
 
 thread_local! {
@@ -173,6 +185,7 @@ unsafe fn resolve(fn_oid: pg_sys::Oid) -> Option<Rels> {
             *c = Cache {
                 rels: Some(rels),
                 counters: HashMap::new(),
+                pending_plain: None,
             }
         });
         WATCHED.set([rels.pending, rels.registry, rels.name_index]);
@@ -276,8 +289,9 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<Counter> {
         let registry =
             pg_sys::table_open(rels.registry, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let desc = (*registry).rd_att;
-        // id, name, shards first; bucket_us (int8) by name
+        // id, name, shards first; bucket_us (int8) and mode (text) by name
         let bucket_att = pg_sys::get_attnum(rels.registry, c"bucket_us".as_ptr());
+        let mode_att = pg_sys::get_attnum(rels.registry, c"mode".as_ptr());
         let layout_ok = has_columns(
             registry,
             &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT4OID],
@@ -285,7 +299,11 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<Counter> {
         ) && bucket_att > 0
             && crate::pg_compat::attributes(desc)
                 .get(bucket_att as usize - 1)
-                .is_some_and(|a| !a.attisdropped && a.atttypid == pg_sys::INT8OID);
+                .is_some_and(|a| !a.attisdropped && a.atttypid == pg_sys::INT8OID)
+            && mode_att > 0
+            && crate::pg_compat::attributes(desc)
+                .get(mode_att as usize - 1)
+                .is_some_and(|a| !a.attisdropped && a.atttypid == pg_sys::TEXTOID);
         let mut found = None;
         if layout_ok {
             // Compare with the column's collation, which the unique index was built with.
@@ -306,17 +324,20 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<Counter> {
                 pg_sys::systable_beginscan(registry, rels.name_index, true, snapshot, 1, &mut key);
             let tuple = pg_sys::systable_getnext(scan);
             if !tuple.is_null() {
-                let mut values = [pg_sys::Datum::from(0usize); 4];
-                let mut nulls = [true; 4];
-                let atts = [1, 2, 3, bucket_att as i32];
+                let mut values = [pg_sys::Datum::from(0usize); 5];
+                let mut nulls = [true; 5];
+                let atts = [1, 2, 3, bucket_att as i32, mode_att as i32];
                 for ((v, n), att) in values.iter_mut().zip(nulls.iter_mut()).zip(atts) {
                     *v = pgrx::pg_sys::heap_getattr(tuple, att, desc, n);
                 }
-                if !nulls[0] && !nulls[2] && !nulls[3] {
+                if !nulls[0] && !nulls[2] && !nulls[3] && !nulls[4] {
+                    let mode = pg_sys::pg_detoast_datum_packed(values[4].cast_mut_ptr());
                     found = Some(Counter {
                         id: values[0].value() as i32,
                         shards: values[2].value() as i32,
                         bucket_us: values[3].value() as i64,
+                        buffered: crate::fmgr::varlena_bytes(pg_sys::Datum::from(mode))
+                            == b"buffered",
                     });
                 }
             }
@@ -331,7 +352,7 @@ unsafe fn lookup_counter(rels: &Rels, name: pg_sys::Datum) -> Option<Counter> {
 
 /// Whether row level security applies to the current user on `rel` now (policies, or
 /// the table's RLS with `row_security = off`, which the SQL path turns into an ERROR).
-unsafe fn row_security_applies(rel: pg_sys::Oid) -> bool {
+pub(super) unsafe fn row_security_applies(rel: pg_sys::Oid) -> bool {
     unsafe {
         pg_sys::check_enable_rls(rel, pg_sys::InvalidOid, true)
             == pg_sys::CheckEnableRlsResult::RLS_ENABLED as std::ffi::c_int
@@ -365,6 +386,21 @@ unsafe fn pending_is_plain(pending: pg_sys::Relation) -> bool {
             && crate::pg_compat::attributes(desc)
                 .iter()
                 .all(|a| a.attidentity == 0 && a.attgenerated == 0)
+    }
+}
+
+/// [`pending_is_plain`], cached until the next invalidation of the cached relations.
+/// Called with ROW EXCLUSIVE held on counter_pending and invalidations accepted since.
+unsafe fn pending_plain_cached(pending_oid: pg_sys::Oid) -> bool {
+    unsafe {
+        if let Some(plain) = CACHE.with_borrow(|c| c.pending_plain) {
+            return plain;
+        }
+        let pending = pg_sys::table_open(pending_oid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let plain = pending_is_plain(pending);
+        pg_sys::table_close(pending, pg_sys::NoLock as pg_sys::LOCKMODE);
+        CACHE.with_borrow_mut(|c| c.pending_plain = Some(plain));
+        plain
     }
 }
 
@@ -413,6 +449,7 @@ unsafe fn fast_insert(
             id: counter_id,
             shards,
             bucket_us,
+            buffered,
         }) = find_counter(rels, name)
         else {
             return false;
@@ -429,6 +466,22 @@ unsafe fn fast_insert(
                 None => return false,
             }
         };
+        // A buffered counter's add goes to the shared buffer when it takes it; its row is
+        // written by a flush later. (Only with the table as plain as for the row insert:
+        // whatever a user attached to counter_pending then runs at the add, as the SQL
+        // path's INSERT would run it.)
+        if buffered
+            && pending_plain_cached(rels.pending)
+            && super::buffer::try_add(
+                rels.pending,
+                counter_id,
+                bucket,
+                crate::fmgr::varlena_bytes(pg_sys::Datum::from(key)),
+                delta.value() as i64,
+            )
+        {
+            return true;
+        }
         let pending = pg_sys::table_open(rels.pending, pg_sys::NoLock as pg_sys::LOCKMODE);
         let mut inserted = false;
         if pending_is_plain(pending) {

@@ -8,6 +8,7 @@
 //! the worker (see `worker`).
 
 pub mod add;
+pub mod buffer;
 pub mod locks;
 pub mod raise;
 pub mod worker;

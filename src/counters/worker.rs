@@ -210,6 +210,7 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "postgres".to_owned());
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    super::buffer::on_worker_start();
     pin_settings();
     log!("{WORKER_TYPE} started for database \"{database}\"");
 
@@ -217,61 +218,161 @@ pub extern "C-unwind" fn distributed_counter_compactor_main(_arg: pg_sys::Datum)
     let mut rows_since_vacuum: i64 = 0;
     let mut last_vacuum = Instant::now();
     let mut last_row_vacuum = Instant::now();
+    let mut next_pass = Instant::now();
     while !shutdown_requested() {
         reload_config_if_asked();
-        // Passes start at a fixed rate (every compact_interval from the start of the
-        // previous one), not an interval after the previous one ended: a row waits at
-        // most about one interval plus one pass, however long the passes take.
-        let pass_started = Instant::now();
-        if guc::WORKER_ENABLED.get() && !unsafe { pg_sys::RecoveryInProgress() } {
-            rows_since_vacuum += compact_until_drained();
-            // Rows that counter_compact() calls folded count too: they leave dead rows
-            // just the same, and autovacuum comes too late for a table this busy. (Not
-            // more often than every STATS_VACUUM_GAP on that ground: dead rows an old
-            // snapshot keeps alive would otherwise make every pass vacuum again.)
-            // (The statistics are read only when the worker's own count does not already
-            // call for a vacuum.)
-            let due = rows_since_vacuum >= VACUUM_EVERY_ROWS
-                || (last_vacuum.elapsed() >= STATS_VACUUM_GAP
-                    && dead_rows(RowTable::Pending) >= VACUUM_EVERY_ROWS);
-            if due && !shutdown_requested() {
-                vacuum_table(RowTable::Pending);
-                rows_since_vacuum = 0;
-                last_vacuum = Instant::now();
+        flush_if_due();
+        if Instant::now() >= next_pass {
+            // Passes start at a fixed rate (every compact_interval from the start of the
+            // previous one), not an interval after the previous one ended: a row waits at
+            // most about one interval plus one pass, however long the passes take.
+            let pass_started = Instant::now();
+            if guc::WORKER_ENABLED.get() && !unsafe { pg_sys::RecoveryInProgress() } {
+                compaction_pass(
+                    &mut rows_since_vacuum,
+                    &mut last_vacuum,
+                    &mut last_row_vacuum,
+                    &mut last_purge,
+                );
             }
-            // Totals (updated by every fold) and buckets (deleted by retention), by the
-            // statistics, at most every STATS_VACUUM_GAP, once a fifth of the live rows
-            // (at least VACUUM_EVERY_ROWS) are dead: a vacuum scans every index of the
-            // table, so on a table of millions of keys it waits for more dead rows
-            // rather than hold compaction up every few seconds.
-            if last_row_vacuum.elapsed() >= STATS_VACUUM_GAP {
-                for table in [RowTable::Totals, RowTable::Buckets] {
-                    let (live, dead) = table_rows(table);
-                    if !shutdown_requested() && dead >= VACUUM_EVERY_ROWS.max(live / 5) {
-                        vacuum_table(table);
-                    }
-                }
-                last_row_vacuum = Instant::now();
-            }
-            if !shutdown_requested() && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-                purge_requests();
-                last_purge = Some(Instant::now());
-            }
+            let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(1) as u64);
+            next_pass = pass_started + interval;
         }
-        let interval = Duration::from_millis(guc::COMPACT_INTERVAL_MS.get().max(1) as u64);
-        let pause = interval
-            .saturating_sub(pass_started.elapsed())
+        let wake = match next_flush() {
+            Some(f) if super::buffer::available() => f.min(next_pass),
+            _ => next_pass,
+        };
+        let pause = wake
+            .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
         if !BackgroundWorker::wait_latch(Some(pause)) {
             break; // SIGTERM or postmaster death
         }
     }
     log!("{WORKER_TYPE} shutting down");
+    final_flush();
     // Exit code 1, as PostgreSQL's own `die` handler would: at server shutdown nothing is
     // restarted anyway, and a worker stopped with pg_terminate_backend() comes back after
     // the restart time (pause it with worker_enabled = off instead). Exit code 0 would
     // unregister it until the next server start.
     unsafe { pg_sys::proc_exit(1) };
+}
+
+/// One compaction pass: fold until drained, vacuum what needs it, purge request ids.
+fn compaction_pass(
+    rows_since_vacuum: &mut i64,
+    last_vacuum: &mut Instant,
+    last_row_vacuum: &mut Instant,
+    last_purge: &mut Option<Instant>,
+) {
+    *rows_since_vacuum += compact_until_drained();
+    // Rows that counter_compact() calls folded count too: they leave dead rows
+    // just the same, and autovacuum comes too late for a table this busy. (Not
+    // more often than every STATS_VACUUM_GAP on that ground: dead rows an old
+    // snapshot keeps alive would otherwise make every pass vacuum again.)
+    // (The statistics are read only when the worker's own count does not already
+    // call for a vacuum.)
+    let due = *rows_since_vacuum >= VACUUM_EVERY_ROWS
+        || (last_vacuum.elapsed() >= STATS_VACUUM_GAP
+            && dead_rows(RowTable::Pending) >= VACUUM_EVERY_ROWS);
+    if due && !shutdown_requested() {
+        vacuum_table(RowTable::Pending);
+        *rows_since_vacuum = 0;
+        *last_vacuum = Instant::now();
+    }
+    // Totals (updated by every fold) and buckets (deleted by retention), by the
+    // statistics, at most every STATS_VACUUM_GAP, once a fifth of the live rows
+    // (at least VACUUM_EVERY_ROWS) are dead: a vacuum scans every index of the
+    // table, so on a table of millions of keys it waits for more dead rows
+    // rather than hold compaction up every few seconds.
+    if last_row_vacuum.elapsed() >= STATS_VACUUM_GAP {
+        for table in [RowTable::Totals, RowTable::Buckets] {
+            flush_if_due();
+            let (live, dead) = table_rows(table);
+            if !shutdown_requested() && dead >= VACUUM_EVERY_ROWS.max(live / 5) {
+                vacuum_table(table);
+            }
+        }
+        *last_row_vacuum = Instant::now();
+    }
+    flush_if_due();
+    if !shutdown_requested() && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+        purge_requests();
+        *last_purge = Some(Instant::now());
+    }
+}
+
+thread_local! {
+    /// When the last flush of buffered counters started (None: none yet).
+    static LAST_FLUSH: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// When the next flush is due: `flush_interval` (as configured now) after the start of the
+/// last one; None when none ran yet (due now). None too without a buffer.
+fn next_flush() -> Option<Instant> {
+    let interval = Duration::from_millis(guc::FLUSH_INTERVAL_MS.get().max(1) as u64);
+    LAST_FLUSH.get().map(|t| t + interval)
+}
+
+/// Flush the buffered counters' adds if `flush_interval` has passed since the start of the
+/// last flush (called between the steps of a compaction pass too, so a long pass does not
+/// hold flushes up). While a flush fails or cannot run (extension missing or renamed,
+/// recovery), adds in this database take the durable path.
+fn flush_if_due() {
+    if !super::buffer::available() || next_flush().is_some_and(|t| Instant::now() < t) {
+        return;
+    }
+    LAST_FLUSH.set(Some(Instant::now()));
+    let database = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    let ok = !unsafe { pg_sys::RecoveryInProgress() } && flush_once();
+    super::buffer::set_worker_database(if ok { database } else { 0 });
+}
+
+/// One flush in its own transaction; true when it committed.
+fn flush_once() -> bool {
+    let result = in_transaction(c"distributed_counter: flushing", "flush", || {
+        let flush = Extension::find_intact()?.flush?;
+        unsafe { call_function(flush, &[]) };
+        Some(())
+    });
+    let ok = matches!(result, Some(Some(())));
+    if ok {
+        super::buffer::flushed(unsafe { pg_sys::GetCurrentTimestamp() });
+    }
+    ok
+}
+
+/// At shutdown (or pg_terminate_backend): adds stop being buffered, then flushes run
+/// until a committed flush leaves nothing behind: no delta, and no transaction that holds
+/// a pin and may still commit into its slot (at a fast shutdown the other backends are
+/// ending at the same time; at a smart one they are gone already), or nothing of this
+/// database is left in the buffer at all. Gives up after 30 s
+/// with a WARNING saying how much is lost.
+fn final_flush() {
+    if !super::buffer::available() {
+        return;
+    }
+    let database = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    super::buffer::set_worker_database(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if !unsafe { pg_sys::RecoveryInProgress() } {
+            flush_once();
+        }
+        // (nothing left that could still count: done, whether or not this flush ran)
+        if !super::buffer::has_unflushed(database) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            warning!(
+                "{WORKER_TYPE}: exiting with {} unflushed in buffered counters \
+                 (lost if the server stops before a worker flushes them)",
+                super::buffer::unflushed_amount(database)
+            );
+            return;
+        }
+        unsafe { pg_sys::pg_usleep(10_000) };
+    }
 }
 
 /// Fold batches, one per transaction, until one comes back less than full (or an error,
@@ -304,6 +405,7 @@ fn compact_until_drained() -> i64 {
         }
         pg_sys::check_for_interrupts!();
         reload_config_if_asked();
+        flush_if_due();
         if !guc::WORKER_ENABLED.get() {
             return total;
         }
@@ -405,6 +507,8 @@ struct Extension {
     /// counter_totals and counter_buckets (absent before the upgrade to 0.3.0).
     totals: Option<pg_sys::Oid>,
     buckets: Option<pg_sys::Oid>,
+    /// counter_flush() (absent before the upgrade to 0.3.0).
+    flush: Option<pg_sys::Oid>,
 }
 
 /// The tables the worker vacuums itself: compaction deletes every pending row, and
@@ -496,10 +600,11 @@ impl Extension {
                 row.get(4)?,
                 row.get(5)?,
                 row.get(6)?,
+                row.get(7)?,
             ])
         })
         .unwrap_or_else(|e| error!("looking up the extension: {e}"));
-        let [Some(compact_batch), Some(purge_requests), Some(pending), Some(intact_fn), totals, buckets] =
+        let [Some(compact_batch), Some(purge_requests), Some(pending), Some(intact_fn), totals, buckets, flush] =
             oids
         else {
             return None;
@@ -519,13 +624,14 @@ impl Extension {
             pending,
             totals,
             buckets,
+            flush,
         })
     }
 }
 
 /// The OIDs of counter_compact_batch(text, int4), counter_purge_requests(int4), the
-/// table counter_pending, _counter_schema_intact(), and the tables counter_totals and
-/// counter_buckets that belong to the extension:
+/// table counter_pending, _counter_schema_intact(), the tables counter_totals and
+/// counter_buckets, and counter_flush() that belong to the extension:
 /// always one row, NULLs where the extension (or the object) is absent. Only pg_catalog
 /// objects are named (and the search_path is pinned to pg_catalog).
 const EXTENSION_OBJECTS: &str = "
@@ -549,7 +655,9 @@ const EXTENSION_OBJECTS: &str = "
              WHERE c.relname = 'counter_totals' AND c.relkind = 'r'),
            (SELECT c.oid FROM pg_catalog.pg_class c JOIN member m
               ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid
-             WHERE c.relname = 'counter_buckets' AND c.relkind = 'r')";
+             WHERE c.relname = 'counter_buckets' AND c.relkind = 'r'),
+           (SELECT f.oid FROM func f WHERE f.proname = 'counter_flush'
+               AND f.proargtypes = ''::pg_catalog.oidvector)";
 
 /// Call the function `fn_oid` through fmgr (which applies its `SET` clauses), with
 /// `None` for a NULL argument. Returns the result, None when it is NULL.

@@ -382,14 +382,16 @@ fn counters_int8_overflow_is_22003_and_does_not_stall_compaction() {
 
 #[pg_test]
 fn counters_reads_are_stable_functions_of_one_snapshot() {
-    // honest labels: reads STABLE + PARALLEL SAFE, writes VOLATILE
+    // honest labels: reads STABLE + PARALLEL RESTRICTED (a buffered counter's reads add
+    // the open transaction's own adds, which live in its backend), writes VOLATILE
     let labels: String = one(
         "SELECT string_agg(proname || ':' || provolatile::text || proparallel::text, ' ' ORDER BY proname)
-           FROM pg_proc WHERE proname IN ('counter_value', 'counter_values', 'counter_add', 'counter_set')",
+           FROM pg_proc WHERE proname IN ('counter_value', 'counter_values', 'counter_window',
+                                          'counter_series', 'counter_top', 'counter_add', 'counter_set')",
     );
     assert_eq!(
         labels,
-        "counter_add:vu counter_set:vu counter_value:ss counter_values:ss"
+        "counter_add:vu counter_series:sr counter_set:vu counter_top:sr counter_value:sr counter_values:sr counter_window:sr"
     );
 }
 
@@ -952,4 +954,46 @@ fn counters_buckets_past_retention_are_left_out() {
     );
     assert_eq!(keys, 0, "the registry's key count");
     check("compacted");
+}
+
+/// Buffered counters outside the database the worker serves (the tests' database): the
+/// mode is recorded and shown, and every add is a durable row, so nothing can wait in a
+/// buffer that no worker flushes. (Buffering itself, flushes, shutdowns and crashes:
+/// scripts/tests/counters_buffered.sh, in the worker's database.)
+#[pg_test]
+fn counters_buffered_elsewhere_are_durable() {
+    Spi::run("SELECT counter_create('bf', mode => 'buffered')").unwrap();
+    Spi::run("SELECT counter_create('bfw', bucket => '1 minute', retention => '1 hour', mode => 'buffered')")
+        .unwrap();
+    assert_eq!(
+        one::<String>("SELECT string_agg(name || '=' || mode, ',' ORDER BY name) FROM counter_stats"),
+        "bf=buffered,bfw=buffered"
+    );
+    for i in 1..=5 {
+        Spi::run(&format!("SELECT counter_add('bf', 'k', {i})")).unwrap();
+        Spi::run(&format!("SELECT counter_add('bfw', 'k', {i})")).unwrap();
+    }
+    let id = one::<i32>("SELECT id FROM counter_registry WHERE name = 'bf'");
+    assert_eq!(
+        one::<i64>(&format!(
+            "SELECT count(*) FROM counter_pending WHERE counter_id = {id}"
+        )),
+        5
+    );
+    assert_eq!(counters_value("bf", "k"), 15);
+    assert_eq!(one::<i64>("SELECT counter_window('bfw', 'k', '1 hour')"), 15);
+    assert_eq!(
+        one::<i64>(&format!("SELECT count(*) FROM _counter_unflushed({id}, NULL, NULL)")),
+        0
+    );
+    assert_eq!(
+        one::<pgrx::AnyNumeric>("SELECT unflushed FROM counter_stats WHERE name = 'bf'"),
+        pgrx::AnyNumeric::from(0)
+    );
+    // the tests' database is not the worker's: no flush time to show
+    assert!(is_null(
+        "SELECT last_flush_age FROM counter_stats WHERE name = 'bf'"
+    ));
+    // nothing is buffered here, so a flush has nothing to take
+    assert_eq!(one::<i64>("SELECT counter_flush()"), 0);
 }

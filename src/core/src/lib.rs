@@ -8,12 +8,14 @@
 // hll/expand.rs, checked against its scalar reference.
 #![deny(unsafe_code)]
 
+pub mod buffer;
 pub mod cms;
 pub mod crdt;
 pub mod error;
 pub mod hash;
 pub mod hex;
 pub mod hll;
+pub mod probing;
 pub mod rate_limit;
 pub mod topk;
 

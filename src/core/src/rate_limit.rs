@@ -317,25 +317,20 @@ impl Table<'_> {
     /// Backward-shift deletion: empty slot `hole`, then move each later key of the probe
     /// run whose home is not between the hole and itself into the hole (updating its
     /// place in the heap).
-    fn remove_slot(&mut self, mut hole: usize) {
-        let mask = self.mask();
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            if self.slots[j].is_empty() {
-                break;
-            }
-            let home = self.home(&self.slots[j].fingerprint);
-            // j may move to the hole iff the hole lies cyclically in [home, j).
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = self.slots[j];
-                let k = self.pos[j] as usize;
-                self.pos[hole] = k as u32;
-                self.heap[k] = hole as u32;
-                hole = j;
-            }
-        }
-        self.slots[hole] = Slot::default();
+    fn remove_slot(&mut self, hole: usize) {
+        let (pos, heap) = (&mut *self.pos, &mut *self.heap);
+        let last = crate::probing::backward_shift(
+            self.slots,
+            hole,
+            Slot::is_empty,
+            |s| s.fingerprint[1] as usize,
+            |from, to| {
+                let k = pos[from] as usize;
+                pos[to] = k as u32;
+                heap[k] = to as u32;
+            },
+        );
+        self.slots[last] = Slot::default();
     }
 
     /// The stored `tat` of a key, if it has a state (tests, statistics).
