@@ -252,7 +252,7 @@ unsafe fn is_citus_table(rel: pg_sys::Oid) -> bool {
     }
 }
 
-unsafe fn relation(namespace: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
+pub(super) unsafe fn relation(namespace: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
     unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) }
 }
 
@@ -523,21 +523,36 @@ unsafe fn fast_insert(
     }
 }
 
+/// The function `<schema>.name(argtypes)` of the extension's schema `namespace`, by its
+/// qualified name (no search_path): InvalidOid if there is none and `missing_ok`.
+/// `caller` names the function for the error when the schema itself is gone (dropped
+/// by a concurrent DROP SCHEMA/EXTENSION since the call was resolved).
+pub(super) unsafe fn own_function(
+    namespace: pg_sys::Oid,
+    name: &CStr,
+    argtypes: &[pg_sys::Oid],
+    missing_ok: bool,
+    caller: &str,
+) -> pg_sys::Oid {
+    unsafe {
+        let schema = pg_sys::get_namespace_name(namespace);
+        if schema.is_null() {
+            pgrx::error!("{caller}: the extension's schema no longer exists");
+        }
+        let names = pg_sys::lappend(
+            pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(schema).cast()),
+            pg_sys::makeString(name.as_ptr().cast_mut()).cast(),
+        );
+        pg_sys::LookupFuncName(names, argtypes.len() as i32, argtypes.as_ptr(), missing_ok)
+    }
+}
+
 /// The general path: `<schema>._counter_add_sql(name, key, delta, request_id, at)`, called
 /// through fmgr with this call's arguments and collation. Not through SPI: an SPI
 /// statement would add a CONTEXT line ("SQL statement "SELECT ..."") to the errors the
 /// SQL path raises, which `_counter_raise` keeps to one clear message (raise.rs).
 unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> pg_sys::Datum {
     unsafe {
-        let schema = pg_sys::get_namespace_name(namespace);
-        if schema.is_null() {
-            // (dropped by a concurrent DROP SCHEMA/EXTENSION since the call was resolved)
-            pgrx::error!("counter_add: the extension's schema no longer exists");
-        }
-        let names = pg_sys::lappend(
-            pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(schema).cast()),
-            pg_sys::makeString(c"_counter_add_sql".as_ptr().cast_mut()).cast(),
-        );
         let argtypes = [
             pg_sys::TEXTOID,
             pg_sys::TEXTOID,
@@ -547,9 +562,10 @@ unsafe fn sql_path(fcinfo: pg_sys::FunctionCallInfo, namespace: pg_sys::Oid) -> 
         ];
         // (before ALTER EXTENSION ... UPDATE to 0.3.0 the schema has the 4-argument
         // _counter_add_sql of 0.2.0, which this library keeps working with)
-        let mut target = pg_sys::LookupFuncName(names, 5, argtypes.as_ptr(), true);
+        let name = c"_counter_add_sql";
+        let mut target = own_function(namespace, name, &argtypes, true, "counter_add");
         if target == pg_sys::InvalidOid {
-            target = pg_sys::LookupFuncName(names, 4, argtypes.as_ptr(), false);
+            target = own_function(namespace, name, &argtypes[..4], false, "counter_add");
         }
         let nargs = pg_sys::get_func_nargs(target) as usize;
         let flinfo =

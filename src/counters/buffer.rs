@@ -312,7 +312,7 @@ unsafe fn hidden_from(xid: u32, snapshot: pg_sys::Snapshot) -> bool {
 unsafe fn own_relation(fcinfo: pg_sys::FunctionCallInfo, name: &std::ffi::CStr) -> pg_sys::Oid {
     unsafe {
         let namespace = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-        let rel = pg_sys::get_relname_relid(name.as_ptr(), namespace);
+        let rel = super::add::relation(namespace, name);
         if rel == pg_sys::InvalidOid {
             pgrx::error!("counter buffer: the extension's table {name:?} is missing");
         }
@@ -548,20 +548,16 @@ crate::sql_function! {
             }
             let install = pending_oid.to_u32();
             let database = pg_sys::MyDatabaseId.to_u32();
-            // Nothing buffered in this database: no transaction id, no WAL.
-            let any = with_table(pg_sys::LWLockMode::LW_SHARED, |t| {
-                t.slots.iter().any(|s| !s.is_empty() && s.database == database)
-            });
-            if !any {
-                return pg_sys::Datum::from(0i64);
-            }
-            let now = pg_sys::GetCurrentTimestamp();
-            // The earlier flushes' transactions, then their states, outside the lock.
-            let mut xids: Vec<u32> = Vec::new();
+            // One look at the database's slots: whether there are any (none: no
+            // transaction id, no WAL), whether this install's hold deltas, and the
+            // transactions of their earlier flushes, whose states are read outside the lock.
+            let mut any = false;
             let mut deltas = false;
+            let mut xids: Vec<u32> = Vec::new();
             with_table(pg_sys::LWLockMode::LW_SHARED, |t| {
-                for s in t.slots.iter() {
-                    if !s.is_empty() && s.database == database && s.install == install {
+                for s in t.slots.iter().filter(|s| !s.is_empty() && s.database == database) {
+                    any = true;
+                    if s.install == install {
                         deltas |= s.delta() != 0;
                         if s.inflight() != 0 {
                             xids.push(s.flush_xid);
@@ -569,6 +565,10 @@ crate::sql_function! {
                     }
                 }
             });
+            if !any {
+                return pg_sys::Datum::from(0i64);
+            }
+            let now = pg_sys::GetCurrentTimestamp();
             xids.sort_unstable();
             xids.dedup();
             let pending = pg_sys::table_open(pending_oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
@@ -628,22 +628,18 @@ unsafe fn insert_rows(
     deltas: &[i64],
 ) {
     unsafe {
-        let namespace = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-        let schema = pg_sys::get_namespace_name(namespace);
-        if schema.is_null() {
-            pgrx::error!("counter_flush: the extension's schema no longer exists");
-        }
-        let names = pg_sys::lappend(
-            pg_sys::lappend(null_mut(), pg_sys::makeString(schema).cast()),
-            pg_sys::makeString(c"_counter_flush_rows".as_ptr().cast_mut()).cast(),
+        let target = super::add::own_function(
+            pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid),
+            c"_counter_flush_rows",
+            &[
+                pg_sys::INT4ARRAYOID,
+                pg_sys::TEXTARRAYOID,
+                pg_sys::INT8ARRAYOID,
+                pg_sys::INT8ARRAYOID,
+            ],
+            false,
+            "counter_flush",
         );
-        let argtypes = [
-            pg_sys::INT4ARRAYOID,
-            pg_sys::TEXTARRAYOID,
-            pg_sys::INT8ARRAYOID,
-            pg_sys::INT8ARRAYOID,
-        ];
-        let target = pg_sys::LookupFuncName(names, 4, argtypes.as_ptr(), false);
         let text_keys: Vec<pg_sys::Datum> = keys
             .iter()
             .map(|k| ptr_datum(bytes_to_varlena(k)))
@@ -736,29 +732,48 @@ pub fn flushed(at: pg_sys::TimestampTz) {
 /// transaction that may still commit into it), a delta, or an amount taken by a flush
 /// whose transaction has not committed (it may still abort and give it back).
 pub fn has_unflushed(database: u32) -> bool {
+    leftovers(database)
+        .iter()
+        .any(|l| l.pinned || l.delta != 0 || l.in_doubt != 0)
+}
+
+/// What a slot of the worker's database still holds that could count: a pin, its delta,
+/// and the amount of a flush whose transaction has not committed (it may still abort
+/// and give it back). Read under the lock; the commit log after it.
+struct Leftover {
+    pinned: bool,
+    delta: i128,
+    in_doubt: i128,
+}
+
+fn leftovers(database: u32) -> Vec<Leftover> {
     if !available() {
-        return false;
+        return Vec::new();
     }
-    let mut in_doubt: Vec<u32> = Vec::new();
-    let open = unsafe {
+    let mut slots: Vec<(bool, i128, i128, u32)> = Vec::new();
+    unsafe {
         with_table(pg_sys::LWLockMode::LW_SHARED, |t| {
-            let mut open = false;
             for s in t
                 .slots
                 .iter()
                 .filter(|s| !s.is_empty() && s.database == database)
             {
-                open |= s.pins > 0 || s.delta() != 0;
-                if s.inflight() != 0 {
-                    in_doubt.push(s.flush_xid);
-                }
+                slots.push((s.pins > 0, s.delta(), s.inflight(), s.flush_xid));
             }
-            open
-        })
-    };
-    open || in_doubt
+        });
+    }
+    slots
         .into_iter()
-        .any(|x| unsafe { !pg_sys::TransactionIdDidCommit(pg_sys::TransactionId::from(x)) })
+        .map(|(pinned, delta, inflight, xid)| {
+            let committed = inflight == 0
+                || unsafe { pg_sys::TransactionIdDidCommit(pg_sys::TransactionId::from(xid)) };
+            Leftover {
+                pinned,
+                delta,
+                in_doubt: if committed { 0 } else { inflight },
+            }
+        })
+        .collect()
 }
 
 /// Called by the worker once connected: however it exits, adds stop being buffered for
@@ -790,27 +805,8 @@ pub unsafe extern "C-unwind" fn on_worker_exit(_code: std::ffi::c_int, _arg: pg_
 /// The amount of `database` that could still count and is not in the tables: deltas,
 /// and what flushes that have not committed took (for the worker's last words).
 pub fn unflushed_amount(database: u32) -> i128 {
-    if !available() {
-        return 0;
-    }
-    let mut parts: Vec<(i128, i128, u32)> = Vec::new();
-    unsafe {
-        with_table(pg_sys::LWLockMode::LW_SHARED, |t| {
-            for s in t
-                .slots
-                .iter()
-                .filter(|s| !s.is_empty() && s.database == database)
-            {
-                parts.push((s.delta(), s.inflight(), s.flush_xid));
-            }
-        });
-    }
-    parts
-        .into_iter()
-        .map(|(delta, inflight, xid)| {
-            let committed = inflight == 0
-                || unsafe { pg_sys::TransactionIdDidCommit(pg_sys::TransactionId::from(xid)) };
-            delta + if committed { 0 } else { inflight }
-        })
+    leftovers(database)
+        .iter()
+        .map(|l| l.delta + l.in_doubt)
         .sum()
 }
