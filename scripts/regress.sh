@@ -21,6 +21,10 @@ if [ ${#tests[@]} -eq 0 ]; then
 fi
 out=/var/tmp/distributed_counter-regress-pg$PG_MAJOR
 rm -rf "$out"; install -d -o postgres -g postgres "$out"
+# The COPY and dump files that pg_test/sql/{hll,sketches}.sql write and read back (by
+# this fixed path, which their expected output prints): made here, so a new machine has it.
+files=/var/tmp/distributed_counter-regress
+rm -rf "$files"; install -d -o postgres -g postgres "$files"
 cp -r pg_test "$out/in"; chown -R postgres:postgres "$out/in"
 # --use-existing leaves database creation to us: a fresh one per run.
 runuser -u postgres -- psql -X -q -h localhost -p "$PORT" -d postgres \

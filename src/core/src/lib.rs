@@ -4,8 +4,8 @@
 //! Every stored form is `[format version][kind][params][payload]`, little-endian,
 //! and every decoder validates lengths, ranges and ordering before use.
 
-// No unsafe code, except the one module that allows it: the SSSE3 expansion in
-// hll/expand.rs, checked against its scalar reference.
+// No unsafe code, except the one module that allows it: the hll union's vector loops
+// in hll/simd.rs, each checked against its portable reference.
 #![deny(unsafe_code)]
 
 pub mod buffer;

@@ -502,7 +502,9 @@ fn decode_list(bytes: &[u8], m: usize, mut put: impl FnMut(usize, u8)) -> Result
     if count % 2 == 1 && codes[count / 2] >> 4 != 0 {
         return Err(bad("hll register list code padding is not zero".into()));
     }
-    if gap_len == count && gaps.iter().all(|&g| g != 255) {
+    // No gap of 255 (which continues into the next byte): a fold without an early exit,
+    // so it vectorises; `all` stopped at each byte.
+    if gap_len == count && gaps.iter().fold(0u8, |any, &g| any | u8::from(g == 255)) == 0 {
         return decode_list_short_gaps(p, m, dictionary, &seen, gaps, codes, raw, put);
     }
     let mut gap_iter = gaps.iter();
@@ -580,8 +582,14 @@ fn decode_list_short_gaps(
     }
     let n1 = dictionary.len();
     if n1 < 15 {
-        let named = |c: u8| c == ESCAPE || (c as usize) < n1;
-        if !codes.iter().all(|&b| named(b & 15) && named(b >> 4)) {
+        // Folded without an early exit, like the gaps' check, so it vectorises.
+        let n1 = n1 as u8;
+        let unnamed = |c: u8| u8::from(c != ESCAPE && c >= n1);
+        if codes
+            .iter()
+            .fold(0u8, |any, &b| any | unnamed(b & 15) | unnamed(b >> 4))
+            != 0
+        {
             return Err(bad(
                 "hll register list holds a code that names no value".into()
             ));
@@ -591,15 +599,18 @@ fn decode_list_short_gaps(
     table[..n1].copy_from_slice(dictionary);
     let mut raw_iter = raw.iter();
     let mut index = 0usize;
-    for (i, &g) in gaps.iter().enumerate() {
-        index += g as usize;
-        let c = (codes[i / 2] >> (4 * (i % 2))) & 15;
-        let mut v = table[c as usize];
-        if c == ESCAPE {
-            v = escaped_value(&mut raw_iter, seen, p)?;
+    // Two entries per code byte (low nibble first); a last odd entry has a zero high
+    // nibble, checked by the caller, and no gap.
+    for (pair, &code_byte) in gaps.chunks(2).zip(codes) {
+        for (&g, c) in pair.iter().zip([code_byte & 15, code_byte >> 4]) {
+            index += g as usize;
+            let mut v = table[c as usize];
+            if c == ESCAPE {
+                v = escaped_value(&mut raw_iter, seen, p)?;
+            }
+            put(index, v);
+            index += 1;
         }
-        put(index, v);
-        index += 1;
     }
     if raw_iter.next().is_some() {
         return Err(bad(
@@ -609,21 +620,16 @@ fn decode_list_short_gaps(
     Ok(())
 }
 
-/// Bit `j` is set where code `j` of the 16 in `word` is the escape (all four bits one).
-#[inline(always)]
-fn escape_mask(word: u64) -> u64 {
-    // a one in bit 4j per escape, then gathered into bits 0..16
-    let mut x = word & (word >> 1) & (word >> 2) & (word >> 3) & 0x1111_1111_1111_1111;
-    x = (x | (x >> 3)) & 0x0303_0303_0303_0303;
-    x = (x | (x >> 6)) & 0x000F_000F_000F_000F;
-    x = (x | (x >> 12)) & 0x0000_00FF_0000_00FF;
-    (x | (x >> 24)) & 0xFFFF
-}
+/// A byte no register holds at any precision (`kmax = 0` with a flag): what an escape
+/// expands to before its value is known, and an unnamed secondary code.
+const ESCAPE_MARK: u8 = 1;
+const UNNAMED_MARK: u8 = 2;
 
-/// Decode a planes value into `regs` (`2^p` bytes): first every register pair through
-/// a 256-entry table of primary codes, then the escaped registers (code 15, found 16 at
-/// a time as nibbles of four one bits) from the secondary codes and raw bytes. On an
-/// error `regs` holds a partial result.
+/// Decode a planes value into `regs` (`2^p` bytes): every register through the primary
+/// dictionary, escapes (code 15) as [`ESCAPE_MARK`]; then the escapes' values in order,
+/// the secondary codes expanded the same way and raw bytes for their code 15; then each
+/// mark in `regs`, found 64 registers at a time, takes the next value. On an error
+/// `regs` holds a partial result.
 fn decode_planes(bytes: &[u8], regs: &mut [u8]) -> Result<()> {
     let p = bytes[2];
     let m = regs.len();
@@ -671,68 +677,67 @@ fn decode_planes(bytes: &[u8], regs: &mut [u8]) -> Result<()> {
         return Err(bad("hll planes secondary padding is not zero".into()));
     }
     if n1 < 15 {
-        // codes n1..=14 name no value
-        let named = |c: u8| c == ESCAPE || (c as usize) < n1;
-        if let Some(at) = codes
+        // codes n1..=14 name no value (folded without an early exit, so it vectorises)
+        let unnamed = |c: u8| u8::from(c != ESCAPE && c as usize >= n1);
+        if codes
             .iter()
-            .position(|&byte| !named(byte & 15) || !named(byte >> 4))
+            .fold(0u8, |any, &b| any | unnamed(b & 15) | unnamed(b >> 4))
+            != 0
         {
+            let at = codes
+                .iter()
+                .position(|&b| unnamed(b & 15) | unnamed(b >> 4) != 0)
+                .unwrap_or_default();
             return Err(bad(format!(
                 "hll planes byte {at} holds a code that names no value"
             )));
         }
     }
-    let mut primary_table = [0u8; 16];
-    primary_table[..n1].copy_from_slice(primary);
-    super::expand::expand_codes(codes, &primary_table, regs);
-    // The escaped registers (code-15 nibbles), 64 at a time as one bit each, so the
-    // loop over them ends (and mispredicts) once per 64 registers; each takes the next
-    // secondary code's value, or for secondary code 15 the next raw byte. Secondary
-    // codes n2..=14 name no value: collected without a branch, reported after.
+    debug_assert!(
+        !register_is_valid(ESCAPE_MARK, MIN_P) && !register_is_valid(UNNAMED_MARK, MIN_P)
+    );
     let mut table = [0u8; 16];
+    table[..n1].copy_from_slice(primary);
+    table[ESCAPE as usize] = ESCAPE_MARK;
+    super::simd::expand_codes(codes, &table, regs);
+    // The escapes' values, in register order.
+    let mut values = vec![0u8; 2 * second.len()];
+    let mut table = [UNNAMED_MARK; 16];
     table[..n2].copy_from_slice(secondary);
-    let named = ((1u32 << n2) - 1) | 1 << ESCAPE;
-    let mut unnamed = 0u32;
-    let mut raw_at = 0usize;
-    let mut escape = 0usize;
-    for (out, block) in regs.chunks_mut(64).zip(codes.chunks(32)) {
-        let mut bits = 0u64;
-        for (k, word) in block.chunks_exact(8).enumerate() {
-            bits |= escape_mask(u64::from_le_bytes(word.try_into().unwrap_or([0; 8]))) << (16 * k);
-        }
-        if escape + bits.count_ones() as usize > escapes {
-            return Err(bad(
-                "hll planes value has more escapes than it counts".into()
-            ));
-        }
-        while bits != 0 {
-            let c = (second[escape / 2] >> (4 * (escape % 2))) & 15;
-            unnamed |= (1u32 << c) & !named;
-            let mut v = table[c as usize];
-            if c == ESCAPE {
-                v = *raw.get(raw_at).ok_or_else(short)?;
-                raw_at += 1;
-                if seen[v as usize] || !register_is_valid(v, p) {
+    table[ESCAPE as usize] = ESCAPE_MARK;
+    super::simd::expand_codes(second, &table, &mut values);
+    let values = &mut values[..escapes];
+    let mut raw_iter = raw.iter();
+    // (a raw byte or a defect is rare: the loop runs only when a vectorised look sees one)
+    let marked = |v: u8| u8::from(v.wrapping_sub(ESCAPE_MARK) <= UNNAMED_MARK - ESCAPE_MARK);
+    if values.iter().fold(0u8, |any, &v| any | marked(v)) != 0 {
+        for (j, v) in values.iter_mut().enumerate() {
+            if *v == UNNAMED_MARK {
+                let c = (second[j / 2] >> (4 * (j % 2))) & 15;
+                return Err(bad(format!("hll planes secondary code {c} names no value")));
+            }
+            if *v == ESCAPE_MARK {
+                *v = *raw_iter.next().ok_or_else(short)?;
+                if seen[*v as usize] || !register_is_valid(*v, p) {
                     return Err(bad(format!(
                         "hll planes raw value {v} is in a dictionary or impossible at precision {p}"
                     )));
                 }
             }
-            out[bits.trailing_zeros() as usize] = v;
-            escape += 1;
-            bits &= bits - 1;
         }
     }
-    if unnamed != 0 {
+    let raw_left = raw_iter.len();
+    // Each escape mark takes the next value.
+    let Some(next) = super::simd::fill_marks(regs, ESCAPE_MARK, values) else {
+        return Err(bad(
+            "hll planes value has more escapes than it counts".into()
+        ));
+    };
+    if next != escapes || raw_left != 0 {
         return Err(bad(format!(
-            "hll planes secondary code {} names no value",
-            unnamed.trailing_zeros()
-        )));
-    }
-    if escape != escapes || raw_at != raw.len() {
-        return Err(bad(format!(
-            "hll planes value counts {escapes} escapes and {} raw bytes, but holds {escape} and {raw_at}",
-            raw.len()
+            "hll planes value counts {escapes} escapes and {} raw bytes, but holds {next} and {}",
+            raw.len(),
+            raw.len() - raw_left
         )));
     }
     Ok(())
@@ -788,7 +793,12 @@ pub fn dense_merge_v2_in_place(dst: &mut [u8], src: &[u8]) -> bool {
             }
             decode_list(src, m, |i, v| {
                 if let Some(r) = regs.get_mut(i) {
-                    *r = merge_register_pair(*r, v);
+                    // A value whose maximum is 3 or more below the register's is past
+                    // its two history bits and changes nothing: in a union over many
+                    // rows nearly every entry, so a predictable branch skips the merge.
+                    if (v >> 2) + 3 > (*r >> 2) {
+                        *r = merge_register_pair(*r, v);
+                    }
                 }
             })
             .is_ok()

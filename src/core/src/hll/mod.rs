@@ -43,9 +43,9 @@ use crate::error::{CoreError, Result};
 
 mod codec;
 mod estimate;
-mod expand;
 mod fgra;
 mod registers;
+mod simd;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +53,7 @@ pub use codec::{dense_merge_v2_in_place, FORMAT_VERSION_2, KIND_LIST, KIND_PLANE
 pub use estimate::*;
 use fgra::*;
 pub use registers::*;
+use simd::merge_registers;
 
 /// Smallest supported precision (16 registers).
 pub const MIN_P: u8 = 4;

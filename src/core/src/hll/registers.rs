@@ -97,13 +97,6 @@ pub(crate) fn register_is_valid(register: u8, p: u8) -> bool {
     }
 }
 
-/// OR `src` registers into `dst` (same precision).
-pub(crate) fn merge_registers(dst: &mut [u8], src: &[u8]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = merge_register_pair(*d, s);
-    }
-}
-
 /// The register of the union of two registers' hash sets, without unpacking to masks.
 ///
 /// Registers order like their `kmax` (it sits in the upper 6 bits), so with `hi >= lo`
