@@ -201,7 +201,7 @@ impl BitReader {
     }
 }
 
-fn push_varint(out: &mut Vec<u8>, mut v: u32) {
+pub(super) fn push_varint(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -210,7 +210,7 @@ fn push_varint(out: &mut Vec<u8>, mut v: u32) {
 }
 
 /// LEB128 u32, canonical (no redundant zero groups); returns the value and its length.
-fn read_varint(bytes: &[u8]) -> Option<(u32, usize)> {
+pub(super) fn read_varint(bytes: &[u8]) -> Option<(u32, usize)> {
     let mut v = 0u64;
     for (i, &b) in bytes.iter().enumerate().take(5) {
         v |= ((b & 0x7F) as u64) << (7 * i);
@@ -315,7 +315,7 @@ fn ranked_values(regs: &[u8]) -> Vec<u8> {
 }
 
 /// The planes payload (see the module comment and docs/FORMAT.md).
-fn encode_planes(p: u8, regs: &[u8]) -> Vec<u8> {
+pub(super) fn encode_planes(p: u8, regs: &[u8]) -> Vec<u8> {
     let ranked = ranked_values(regs);
     let primary = &ranked[..ranked.len().min(15)];
     let secondary = &ranked[primary.len()..ranked.len().min(30)];
@@ -620,10 +620,11 @@ fn decode_list_short_gaps(
     Ok(())
 }
 
-/// A byte no register holds at any precision (`kmax = 0` with a flag): what an escape
-/// expands to before its value is known, and an unnamed secondary code.
-const ESCAPE_MARK: u8 = 1;
-const UNNAMED_MARK: u8 = 2;
+/// Bytes no register holds at any precision (upper six bits `kmax + p - 2 = 0`, with
+/// a flag; `decode_marks_are_no_register` checks every precision): what an escape
+/// expands to before its value is known, and what an unnamed secondary code expands to.
+pub(super) const ESCAPE_MARK: u8 = 1;
+pub(super) const UNNAMED_MARK: u8 = 2;
 
 /// Decode a planes value into `regs` (`2^p` bytes): every register through the primary
 /// dictionary, escapes (code 15) as [`ESCAPE_MARK`]; then the escapes' values in order,
@@ -693,9 +694,6 @@ fn decode_planes(bytes: &[u8], regs: &mut [u8]) -> Result<()> {
             )));
         }
     }
-    debug_assert!(
-        !register_is_valid(ESCAPE_MARK, MIN_P) && !register_is_valid(UNNAMED_MARK, MIN_P)
-    );
     let mut table = [0u8; 16];
     table[..n1].copy_from_slice(primary);
     table[ESCAPE as usize] = ESCAPE_MARK;

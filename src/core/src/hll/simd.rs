@@ -66,7 +66,7 @@ unsafe fn expand_ssse3(codes: &[u8], table: &[u8; 16], out: &mut [u8]) {
 /// bytes.
 #[inline]
 pub(crate) fn mark_mask(block: &[u8], mark: u8) -> u64 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         if let Ok(block) = <&[u8; 64]>::try_from(block) {
             // SAFETY: SSE2 is part of x86-64; the four loads read the 64 bytes.
@@ -86,8 +86,8 @@ pub(crate) fn mark_mask_scalar(block: &[u8], mark: u8) -> u64 {
 }
 
 /// # Safety
-/// x86-64 only (SSE2 is part of it).
-#[cfg(target_arch = "x86_64")]
+/// The target must have SSE2 (every x86-64 one does, unless built without it).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 unsafe fn mark_mask_sse2(block: &[u8; 64], mark: u8) -> u64 {
     use std::arch::x86_64::*;
     // SAFETY: loads at offsets 0, 16, 32 and 48 of a 64-byte array.
@@ -226,16 +226,24 @@ mod tests {
 
     #[test]
     fn fill_marks_agrees_with_the_scalar_loop() {
-        // (the fast path is AVX-512's where the CPU has it; say which ran)
+        // The AVX-512 loop is called directly where the CPU has it (and the test says
+        // when it could not be), so it is compared with the scalar loop, not with itself.
         #[cfg(target_arch = "x86_64")]
-        eprintln!(
-            "fill_marks fast path: {}",
-            if std::is_x86_feature_detected!("avx512vbmi2") {
-                "AVX-512"
-            } else {
-                "scalar"
+        let avx512 = std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vbmi2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        if !avx512 {
+            eprintln!("fill_marks: no AVX-512 VBMI2 here; only the scalar loop is tested");
+        }
+        let fast_fill = |regs: &mut [u8], values: &[u8]| {
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: both features were detected above.
+                return unsafe { fill_marks_avx512(regs, 1, values) };
             }
-        );
+            fill_marks(regs, 1, values)
+        };
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let mut next = || {
             state ^= state << 13;
@@ -263,7 +271,7 @@ mod tests {
             let values: Vec<u8> = (0..n).map(|_| 100 + (next() % 100) as u8).collect();
             let (mut fast, mut slow) = (regs.clone(), regs.clone());
             let (f, s) = (
-                fill_marks(&mut fast, 1, &values),
+                fast_fill(&mut fast, &values),
                 fill_marks_scalar(&mut slow, 1, &values),
             );
             assert_eq!(f, s, "round {round}");
@@ -283,20 +291,51 @@ mod tests {
 
     #[test]
     fn merge_fast_path_agrees_with_the_pairwise_merge() {
-        // (on x86-64 with AVX2 the fast path is the AVX2 one; every pair of bytes, at
-        // lengths around the vector widths)
-        let all: Vec<(u8, u8)> = (0..=255u8)
-            .flat_map(|a| (0..=255u8).map(move |b| (a, b)))
+        // The AVX2 loop called directly where the CPU has it, else the dispatcher (then
+        // the scalar loop, said so). Every pair of bytes (a, b) once, in an order that
+        // mixes both (pair j = (j mod 256, j * 257 / 256 mod 256)... by stepping 257
+        // through the 65,536 pairs), then slices at several offsets and at lengths
+        // around the vector widths, so heads and tails of every width run.
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        if !avx2 {
+            eprintln!("merge_registers: no AVX2 here; only the portable loop is tested");
+        }
+        let merge = |dst: &mut [u8], src: &[u8]| {
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: AVX2 was detected above.
+                return unsafe { merge_registers_avx2(dst, src) };
+            }
+            merge_registers(dst, src)
+        };
+        let pairs: Vec<(u8, u8)> = (0..65_536usize)
+            .map(|j| (j * 257) % 65_536)
+            .map(|x| ((x >> 8) as u8, x as u8))
             .collect();
-        for len in [all.len(), 31, 32, 33, 64, 65, 4096] {
-            let (mut fast, src): (Vec<u8>, Vec<u8>) = all.iter().cycle().take(len).copied().unzip();
+        let mut seen = vec![false; 65_536];
+        for &(a, b) in &pairs {
+            seen[(a as usize) << 8 | b as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "every pair is in the list");
+        let mut cases = vec![(0usize, pairs.len())];
+        for start in [0usize, 1, 13, 100, 40_000] {
+            for len in [1usize, 31, 32, 33, 63, 64, 65, 95, 4096, 4099] {
+                cases.push((start, len));
+            }
+        }
+        for (start, len) in cases {
+            let (mut fast, src): (Vec<u8>, Vec<u8>) =
+                pairs[start..start + len].iter().copied().unzip();
             let expect: Vec<u8> = fast
                 .iter()
                 .zip(&src)
                 .map(|(&a, &b)| merge_register_pair(a, b))
                 .collect();
-            merge_registers(&mut fast, &src);
-            assert_eq!(fast, expect, "len {len}");
+            merge(&mut fast, &src);
+            assert_eq!(fast, expect, "start {start} len {len}");
         }
     }
 

@@ -465,3 +465,92 @@ fn inverse_normal_cdf_reference_values() {
         );
     }
 }
+
+#[test]
+fn decode_marks_are_no_register() {
+    // The planes decoder marks escapes and unnamed secondary codes with these bytes in
+    // the register array: no precision may hold them as a register.
+    for p in MIN_P..=MAX_P {
+        for mark in [codec::ESCAPE_MARK, codec::UNNAMED_MARK] {
+            assert!(!register_is_valid(mark, p), "p={p} mark={mark}");
+        }
+    }
+}
+
+#[test]
+fn planes_with_escapes_in_many_blocks_decode_and_merge_exactly() {
+    // Wide register distributions (many escapes: secondary codes and raw bytes) at
+    // precisions whose registers span several 64-register blocks; then the escape
+    // count off by one either way, and one raw byte too many or too few, are refused.
+    for (p, seed) in [(7u8, 1u64), (8, 2), (10, 3), (12, 4)] {
+        // every register drawn from all the values valid at p: a flat distribution
+        let valid: Vec<u8> = (0..=255u8).filter(|&r| register_is_valid(r, p)).collect();
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let regs: Vec<u8> = (0..1usize << p)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                valid[(state % valid.len() as u64) as usize]
+            })
+            .collect();
+        let planes = codec::encode_planes(p, &regs);
+        let decoded = Hll::decode(&planes).unwrap();
+        let mut want = vec![1u8, 2, p];
+        want.extend(&regs);
+        assert_eq!(decoded.encode_state(), want, "p={p}");
+        let mut state = vec![1u8, 2, p];
+        state.extend(vec![0u8; 1 << p]);
+        assert!(dense_merge_v2_in_place(&mut state, &planes), "p={p}");
+        assert_eq!(state, want, "p={p}");
+        // The escape count is the varint after both dictionaries.
+        let n1 = planes[3] as usize;
+        let n2 = planes[4 + n1] as usize;
+        let at = 5 + n1 + n2;
+        let (e, used) = codec::read_varint(&planes[at..]).unwrap();
+        assert!(e > 64, "p={p}: {e} escapes");
+        for bad_e in [e - 1, e + 1] {
+            let mut bad = planes[..at].to_vec();
+            let mut count = Vec::new();
+            codec::push_varint(&mut count, bad_e);
+            bad.extend(&count);
+            let rest = &planes[at + used..];
+            let second_len = (e as usize).div_ceil(2);
+            let bad_second = (bad_e as usize).div_ceil(2);
+            // keep the codes, resize the secondary section to the claimed count
+            bad.extend(&rest[..(1 << p) / 2]);
+            let second = &rest[(1 << p) / 2..(1 << p) / 2 + second_len];
+            let mut s2 = second.to_vec();
+            s2.resize(bad_second, 0);
+            if bad_e % 2 == 1 {
+                // zero padding nibble, so only the count is wrong
+                let last = s2.len() - 1;
+                s2[last] &= 0x0F;
+            }
+            bad.extend(&s2);
+            bad.extend(&rest[(1 << p) / 2 + second_len..]);
+            assert!(Hll::decode(&bad).is_err(), "p={p} escapes {bad_e} of {e}");
+            let mut state = vec![1u8, 2, p];
+            state.extend(vec![0u8; 1 << p]);
+            assert!(
+                !dense_merge_v2_in_place(&mut state, &bad),
+                "p={p} escapes {bad_e}"
+            );
+        }
+        // raw bytes: one more (a copy of the last) or one fewer
+        let raw_count = {
+            let second = &planes[at + used + (1 << p) / 2..][..(e as usize).div_ceil(2)];
+            (0..e as usize)
+                .filter(|&j| (second[j / 2] >> (4 * (j % 2))) & 15 == 15)
+                .count()
+        };
+        assert!(raw_count > 0, "p={p}: no raw escape to test");
+        let mut longer = planes.clone();
+        longer.push(*planes.last().unwrap());
+        assert!(Hll::decode(&longer).is_err(), "p={p}: extra raw byte");
+        assert!(
+            Hll::decode(&planes[..planes.len() - 1]).is_err(),
+            "p={p}: raw byte missing"
+        );
+    }
+}
