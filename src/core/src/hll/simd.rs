@@ -1,8 +1,10 @@
 //! The hll union's vector loops, with runtime-detected instruction sets: expanding
 //! 4-bit codes into register bytes through a 16-entry table (SSSE3 `pshufb`, 16 codes
-//! per instruction), finding the bytes equal to a mark 64 at a time (SSE2), and merging
-//! register arrays (the plain loop compiled a second time for AVX2, 32 registers per
-//! step). Together most of the time a union spends on a stored well-filled sketch.
+//! per instruction), replacing the bytes equal to a mark, in order, by the next of a
+//! list of values (AVX-512 `vpexpandb`, 64 registers per step; elsewhere the marks
+//! found 64 at a time with SSE2), and merging register arrays (the plain loop compiled
+//! a second time for AVX2, 32 registers per step). Together most of the time a union
+//! spends on a stored well-filled sketch.
 //!
 //! The one place in the core with `unsafe`: each fast path is checked against the
 //! portable loop beside it, which is also what other CPUs run. The unsafe functions
