@@ -561,6 +561,19 @@ fn escaped_value(raw: &mut std::slice::Iter<'_, u8>, seen: &[bool; 256], p: u8) 
     Ok(v)
 }
 
+/// Whether the 4-bit codes in `codes` (two a byte) include one that names no value of
+/// a dictionary of `n` (1..=15) values: `n..=14`; 15 is the escape. Folded without an
+/// early exit, so it vectorises.
+fn holds_unnamed_code(codes: &[u8], n: usize) -> bool {
+    let n = n as u8;
+    let unnamed = |c: u8| u8::from(c != ESCAPE && c >= n);
+    n < 15
+        && codes
+            .iter()
+            .fold(0u8, |any, &b| any | unnamed(b & 15) | unnamed(b >> 4))
+            != 0
+}
+
 /// [`decode_list`] when every gap is one byte (no gap of 255 or more): the union's
 /// common case, with the checks done up front so the loop does one entry per few
 /// instructions.
@@ -581,19 +594,10 @@ fn decode_list_short_gaps(
         return Err(bad(format!("hll register list lies past register {m}")));
     }
     let n1 = dictionary.len();
-    if n1 < 15 {
-        // Folded without an early exit, like the gaps' check, so it vectorises.
-        let n1 = n1 as u8;
-        let unnamed = |c: u8| u8::from(c != ESCAPE && c >= n1);
-        if codes
-            .iter()
-            .fold(0u8, |any, &b| any | unnamed(b & 15) | unnamed(b >> 4))
-            != 0
-        {
-            return Err(bad(
-                "hll register list holds a code that names no value".into()
-            ));
-        }
+    if holds_unnamed_code(codes, n1) {
+        return Err(bad(
+            "hll register list holds a code that names no value".into()
+        ));
     }
     let mut table = [0u8; 16];
     table[..n1].copy_from_slice(dictionary);
@@ -677,22 +681,14 @@ fn decode_planes(bytes: &[u8], regs: &mut [u8]) -> Result<()> {
     if escapes % 2 == 1 && second[escapes / 2] >> 4 != 0 {
         return Err(bad("hll planes secondary padding is not zero".into()));
     }
-    if n1 < 15 {
-        // codes n1..=14 name no value (folded without an early exit, so it vectorises)
-        let unnamed = |c: u8| u8::from(c != ESCAPE && c as usize >= n1);
-        if codes
+    if holds_unnamed_code(codes, n1) {
+        let at = codes
             .iter()
-            .fold(0u8, |any, &b| any | unnamed(b & 15) | unnamed(b >> 4))
-            != 0
-        {
-            let at = codes
-                .iter()
-                .position(|&b| unnamed(b & 15) | unnamed(b >> 4) != 0)
-                .unwrap_or_default();
-            return Err(bad(format!(
-                "hll planes byte {at} holds a code that names no value"
-            )));
-        }
+            .position(|&b| holds_unnamed_code(&[b], n1))
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "hll planes byte {at} holds a code that names no value"
+        )));
     }
     let mut table = [0u8; 16];
     table[..n1].copy_from_slice(primary);
